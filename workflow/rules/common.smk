@@ -1,0 +1,163 @@
+# Config validation, wildcard constraints and the small helpers that derive the DAG from the config.
+# Nothing here reads files made by the workflow, so dry runs always work.
+import hashlib
+import re
+from pathlib import Path
+
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+
+class ConfigValueError(ValueError):
+    pass
+
+
+def _check(condition, key, expected, found):
+    if not condition:
+        raise ConfigValueError(
+            f"config key '{key}': expected {expected}, found {found!r}"
+        )
+
+
+def expand_models(models):
+    """The configured models plus the untrained twin of every pretrained llm."""
+    expanded = {}
+    for name, spec in models.items():
+        spec = dict(spec)
+        if spec["kind"] == "llm":
+            _check("source" in spec, f"models.{name}.source", "a model source", None)
+        expanded[name] = spec
+        if spec["kind"] == "llm" and spec["pretrained"] and spec["untrained_twin"]:
+            twin = f"{name}_untrained"
+            _check(
+                twin not in models,
+                f"models.{twin}",
+                "no model of that name (it is the automatic untrained twin)",
+                twin,
+            )
+            expanded[twin] = dict(spec, pretrained=False, twin_of=name)
+    return expanded
+
+
+MODELS = expand_models(config["models"])
+FISH = [str(f) for f in config["fish"]]
+WINDOWS = config["decoding"]["windows"]
+SEEDS = config["decoding"]["seeds"]
+# pretrained model -> its untrained twin
+UNTRAINED_TWINS = {
+    spec["twin_of"]: name for name, spec in MODELS.items() if "twin_of" in spec
+}
+LLM_MODELS = [name for name, spec in MODELS.items() if spec["kind"] == "llm"]
+BASELINE_MODELS = [name for name in MODELS if name not in LLM_MODELS]
+
+_fractions = sum(
+    config["decoding"][f"{part}_fraction"] for part in ("train", "val", "test")
+)
+_check(
+    abs(_fractions - 1.0) < 1e-9,
+    "decoding.*_fraction",
+    "train + val + test fractions summing to 1",
+    _fractions,
+)
+
+
+PACKAGE_DIR = Path(workflow.basedir) / "src" / "nlp4neuro"
+
+
+def code_version(*modules):
+    """Package version plus a digest of the modules a rule runs.
+
+    Snakemake reruns a job when its params change, but not when imported code changes; this
+    param makes edits to the science code rerun exactly the jobs that depend on it.
+    """
+    version = re.search(
+        r'__version__ = "([^"]+)"', (PACKAGE_DIR / "__init__.py").read_text()
+    ).group(1)
+    digest = hashlib.sha256()
+    for module in modules:
+        module_path = PACKAGE_DIR / module
+        files = (
+            sorted(module_path.glob("*.py"))
+            if module_path.is_dir()
+            else [module_path.with_suffix(".py")]
+        )
+        for file in files:
+            digest.update(file.read_bytes())
+    return f"{version}+{digest.hexdigest()[:12]}"
+
+
+def _alternation(names):
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) or "^$"
+
+
+wildcard_constraints:
+    fish=_alternation(FISH),
+    window=r"\d+",
+    seed=r"\d+",
+
+
+def backbone_key(source):
+    """A folder name for a model source: one prepared backbone per distinct source."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", source).strip("-")
+
+
+BACKBONES = {backbone_key(MODELS[m]["source"]): MODELS[m]["source"] for m in LLM_MODELS}
+
+
+def raw_fish_dir(fish):
+    return f"{config['data']['raw_dir']}/{config['data']['fish_dir'].format(fish=fish)}"
+
+
+def get_raw_input(wildcards):
+    """The raw fish folder: made by the simulator, or the user's own files."""
+    return raw_fish_dir(wildcards.fish)
+
+
+def run_dir(model, window, fish, seed):
+    return f"results/train/{model}/w{window}/fish{fish}/seed{seed}"
+
+
+def all_runs(models=None):
+    models = MODELS if models is None else models
+    return [(m, w, f, s) for m in models for w in WINDOWS for f in FISH for s in SEEDS]
+
+
+def all_predictions(models=None):
+    return [f"{run_dir(*run)}/predictions.nc" for run in all_runs(models)]
+
+
+def model_training_params(model):
+    """Global training settings with the model's own overrides on top."""
+    return {**config["training"], **MODELS[model].get("training", {})}
+
+
+def saliency_models():
+    chosen = config["saliency"]["models"]
+    if chosen is None:
+        return LLM_MODELS
+    for name in chosen:
+        _check(name in MODELS, "saliency.models", f"one of {sorted(MODELS)}", name)
+        _check(
+            MODELS[name]["kind"] not in ("ridge", "mean"),
+            "saliency.models",
+            "a gradient-trained model",
+            name,
+        )
+    return list(chosen)
+
+
+def get_final_outputs():
+    outputs = expand("results/datasets/fish{fish}.nc", fish=FISH)
+    outputs += all_predictions()
+    outputs += [
+        "results/evaluation/metrics.csv",
+        "results/evaluation/statistics.csv",
+        "results/evaluation/figures/model_comparison.png",
+    ]
+    outputs += expand(
+        "results/evaluation/figures/predictions_fish{fish}.png", fish=FISH
+    )
+    if config["saliency"]["enabled"] and saliency_models():
+        outputs += ["results/saliency/summary/regions.csv"]
+    return outputs

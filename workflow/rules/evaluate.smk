@@ -1,0 +1,127 @@
+# Evaluation: test-split metrics, fish-level statistics and figures for the report.
+
+
+rule score_predictions:
+    input:
+        predictions=all_predictions(),
+    output:
+        metrics=report(
+            "results/evaluation/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Evaluation",
+            labels={"table": "all metrics"},
+        ),
+        summary=report(
+            "results/evaluation/summary.csv",
+            caption="../report/summary.rst",
+            category="Evaluation",
+            labels={"table": "fish summary"},
+        ),
+        skill="results/evaluation/skill.csv",
+    log:
+        "logs/evaluation/score_predictions.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        skill_references=config["evaluation"]["skill_references"],
+        code=code_version("metrics"),
+    script:
+        "../scripts/score_predictions.py"
+
+
+rule compare_models:
+    input:
+        summary="results/evaluation/summary.csv",
+    output:
+        statistics=report(
+            "results/evaluation/statistics.csv",
+            caption="../report/statistics.rst",
+            category="Evaluation",
+            labels={"table": "statistics across fish"},
+        ),
+    log:
+        "logs/evaluation/compare_models.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        untrained_twins=UNTRAINED_TWINS,
+        alpha=config["evaluation"]["alpha"],
+        n_bootstrap=config["evaluation"]["n_bootstrap"],
+        seed=config["seed"],
+        code=code_version("statistics"),
+    script:
+        "../scripts/compare_models.py"
+
+
+rule plot_evaluation:
+    input:
+        summary="results/evaluation/summary.csv",
+        statistics="results/evaluation/statistics.csv",
+        curves=[
+            p.replace("predictions.nc", "training_curve.csv")
+            for p in all_predictions()
+        ],
+    output:
+        comparison=report(
+            "results/evaluation/figures/model_comparison.png",
+            caption="../report/model_comparison.rst",
+            category="Evaluation",
+            labels={"figure": "model comparison"},
+        ),
+        windows=report(
+            "results/evaluation/figures/window_sweep.png",
+            caption="../report/window_sweep.rst",
+            category="Evaluation",
+            labels={"figure": "window sweep"},
+        ),
+        training_curves=report(
+            "results/evaluation/figures/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Evaluation",
+            labels={"figure": "training curves"},
+        ),
+    log:
+        "logs/evaluation/plot_evaluation.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        code=code_version("plots"),
+    script:
+        "../scripts/plot_evaluation.py"
+
+
+rule plot_predictions:
+    input:
+        predictions=lambda wc: [
+            f"{run_dir(m, WINDOWS[0], wc.fish, SEEDS[0])}/predictions.nc"
+            for m in MODELS
+        ],
+    output:
+        figure=report(
+            "results/evaluation/figures/predictions_fish{fish}.png",
+            caption="../report/predictions.rst",
+            category="Evaluation",
+            subcategory="Predicted tail",
+            labels={"figure": "predicted tail", "fish": "{fish}"},
+        ),
+    log:
+        "logs/evaluation/plot_predictions_fish{fish}.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        models=list(MODELS),
+        code=code_version("plots"),
+    script:
+        "../scripts/plot_predictions.py"

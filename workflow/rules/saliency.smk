@@ -1,0 +1,157 @@
+# Saliency: which neurons and brain regions each trained decoder relies on.
+
+
+def saliency_dir(model, window, fish, seed):
+    return f"results/saliency/{model}/w{window}/fish{fish}/seed{seed}"
+
+
+def saliency_runs():
+    return all_runs(saliency_models())
+
+
+def get_explain_inputs(wildcards):
+    run = run_dir(wildcards.model, wildcards.window, wildcards.fish, wildcards.seed)
+    inputs = {
+        "dataset": f"results/datasets/fish{wildcards.fish}.nc",
+        "model": f"{run}/model",
+        "predictions": f"{run}/predictions.nc",
+    }
+    spec = MODELS[wildcards.model]
+    if spec["kind"] == "llm":
+        inputs["backbone"] = f"resources/backbones/{backbone_key(spec['source'])}"
+    if config["data"]["source"] == "synthetic":
+        inputs["raw"] = raw_fish_dir(wildcards.fish)
+    return inputs
+
+
+def atlas_inputs():
+    atlas = config["saliency"]["atlas"]
+    files = [atlas[key] for key in ("path", "labels") if atlas.get(key)]
+    if isinstance(atlas.get("affine"), str):
+        files.append(atlas["affine"])
+    return files
+
+
+rule explain_decoder:
+    input:
+        unpack(get_explain_inputs),
+        atlas=atlas_inputs(),
+    output:
+        importance="results/saliency/{model}/w{window}/fish{fish}/seed{seed}/importance.nc",
+        regions="results/saliency/{model}/w{window}/fish{fish}/seed{seed}/regions.csv",
+        deletion="results/saliency/{model}/w{window}/fish{fish}/seed{seed}/deletion.csv",
+        scores="results/saliency/{model}/w{window}/fish{fish}/seed{seed}/scores.json",
+    log:
+        "logs/saliency/{model}/w{window}/fish{fish}/seed{seed}.log",
+    wildcard_constraints:
+        model=_alternation(list(MODELS)),
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["compute"]["threads_llm"]
+    resources:
+        gpu=lambda wc: int(MODELS[wc.model]["kind"] == "llm"),
+        mem_mb=config["compute"]["mem_mb_llm"],
+        runtime=config["compute"]["runtime_llm_min"],
+    params:
+        spec=lambda wc: MODELS[wc.model],
+        saliency=config["saliency"],
+        compute=config["compute"],
+        code=code_version("dataset", "models", "training", "saliency", "anatomy"),
+    script:
+        "../scripts/explain_decoder.py"
+
+
+rule plot_brain_maps:
+    input:
+        importance="results/saliency/{model}/w{window}/fish{fish}/seed{seed}/importance.nc",
+        dataset="results/datasets/fish{fish}.nc",
+    output:
+        brain_map=report(
+            "results/saliency/{model}/w{window}/fish{fish}/seed{seed}/brain_map.png",
+            caption="../report/brain_map.rst",
+            category="Saliency",
+            subcategory="Brain maps",
+            labels={
+                "model": "{model}",
+                "fish": "{fish}",
+                "window": "{window}",
+                "seed": "{seed}",
+            },
+        ),
+        turn_maps=report(
+            "results/saliency/{model}/w{window}/fish{fish}/seed{seed}/turn_maps.png",
+            caption="../report/turn_maps.rst",
+            category="Saliency",
+            subcategory="Left vs right turns",
+            labels={
+                "model": "{model}",
+                "fish": "{fish}",
+                "window": "{window}",
+                "seed": "{seed}",
+            },
+        ),
+    log:
+        "logs/saliency/plot_brain_maps/{model}_w{window}_fish{fish}_seed{seed}.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        top_k=config["saliency"]["top_k"],
+        code=code_version("plots"),
+    script:
+        "../scripts/plot_brain_maps.py"
+
+
+rule summarise_saliency:
+    input:
+        importance=[f"{saliency_dir(*run)}/importance.nc" for run in saliency_runs()],
+        regions=[f"{saliency_dir(*run)}/regions.csv" for run in saliency_runs()],
+        deletion=[f"{saliency_dir(*run)}/deletion.csv" for run in saliency_runs()],
+        scores=[f"{saliency_dir(*run)}/scores.json" for run in saliency_runs()],
+        brain_maps=[f"{saliency_dir(*run)}/brain_map.png" for run in saliency_runs()],
+    output:
+        regions=report(
+            "results/saliency/summary/regions.csv",
+            caption="../report/saliency_regions.rst",
+            category="Saliency",
+            labels={"table": "region enrichment"},
+        ),
+        consistency=report(
+            "results/saliency/summary/consistency.csv",
+            caption="../report/saliency_consistency.rst",
+            category="Saliency",
+            labels={"table": "cross-fish consistency"},
+        ),
+        controls=report(
+            "results/saliency/summary/controls.csv",
+            caption="../report/saliency_controls.rst",
+            category="Saliency",
+            labels={"table": "controls and ground truth"},
+        ),
+        region_figure=report(
+            "results/saliency/summary/region_importance.png",
+            caption="../report/region_importance.rst",
+            category="Saliency",
+            labels={"figure": "region importance"},
+        ),
+        deletion_figure=report(
+            "results/saliency/summary/deletion_curves.png",
+            caption="../report/deletion_curves.rst",
+            category="Saliency",
+            labels={"figure": "deletion curves"},
+        ),
+    log:
+        "logs/saliency/summarise_saliency.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        runs=saliency_runs(),
+        untrained_twins=UNTRAINED_TWINS,
+        code=code_version("saliency", "anatomy", "plots"),
+    script:
+        "../scripts/summarise_saliency.py"

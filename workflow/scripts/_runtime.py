@@ -1,0 +1,39 @@
+"""What every workflow script does first: make the package importable and log to the rule's log.
+
+Snakemake puts a local script's folder on `sys.path`, so scripts import this module by name,
+before any `nlp4neuro` import: importing it puts the repository's `src/` on the import path (in a
+per-rule conda environment the package is not installed).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+_SRC = Path(__file__).resolve().parents[2] / "src"
+if str(_SRC) not in sys.path:
+    sys.path.insert(0, str(_SRC))
+
+
+def start(snakemake) -> logging.Logger:
+    """Route logging (and uncaught errors) to the rule's log file; return the script's logger."""
+    log_files = list(snakemake.log)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_files:
+        Path(log_files[0]).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_files[0], mode="w"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    logger = logging.getLogger(f"nlp4neuro.rule.{snakemake.rule}")
+
+    def log_uncaught(exc_type, exc, tb):
+        logger.error("rule %s failed", snakemake.rule, exc_info=(exc_type, exc, tb))
+
+    sys.excepthook = log_uncaught
+    logger.info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
+    return logger
