@@ -1,0 +1,437 @@
+"""Every decoding metric, in one module, frozen and tested against hand-computed values.
+
+Array metrics take `true` and `predicted` of shape (n_frames, n_segments) (tail angles in
+radians) and return one value per segment, shape (n_segments,). A 1-D input of shape (n_frames,)
+is one series and gives a 0-d result. The `*_pooled` variants return one float over all frames and
+segments together:
+
+- RMSE and MAE pooled are computed on the flattened arrays: sqrt(mean over frames and segments of
+  the squared error) is the number the NLP4Neuro paper reports (radians).
+- R² pooled is 1 - sum(SSres) / sum(SStot), both summed over segments, with SStot taken around
+  each segment's own mean (scikit-learn's ``multioutput="variance_weighted"``). Flattening and
+  centring on one grand mean would credit a model for the constant offsets between segments (the
+  angles are absolute orientations, so theta_05 sits far from theta_00), which is not decoding.
+- Pearson r pooled is the correlation after removing each segment's own means, for the same
+  reason.
+
+R² uses the mean of the TRUE values of the scored split (the test mean), not the training mean:
+R² = 0 means "as good as predicting the test mean", which a model cannot know in advance, so
+R² here is slightly optimistic for the mean predictor and comparable across models.
+
+Table functions turn prediction files (architecture.md, "Predictions netCDF") into tidy tables:
+`score_predictions` (one file), `metrics_table` (many files), `summarise` (seeds averaged within
+each fish; the fish is the unit of replication for `nlp4neuro.statistics`) and `skill`
+(1 - error / error of a named reference model such as "ridge" or "mean").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from nlp4neuro.errors import ConfigError, InputFileError
+
+logger = logging.getLogger(__name__)
+
+METRICS: tuple[str, ...] = ("rmse", "mae", "r2", "pearson_r")
+"""Metric names written by `score_predictions`, in table order."""
+
+POOLED = "pooled"
+"""Segment label of metrics over all frames and segments together."""
+
+SUMMED = "summed"
+"""Segment label of metrics on the sum of the angles over segments (the paper's Fig. 2c trace)."""
+
+ID_COLUMNS: tuple[str, ...] = ("model", "kind", "fish", "seed", "window_frames", "window_s")
+"""Columns that identify one trained run in the tidy tables."""
+
+TABLE_COLUMNS: tuple[str, ...] = (
+    *ID_COLUMNS,
+    "split",
+    "metric",
+    "segment",
+    "value",
+    "n_frames",
+)
+"""Columns of `score_predictions` / `metrics_table` output, in order."""
+
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "model",
+    "kind",
+    "fish",
+    "window_frames",
+    "window_s",
+    "split",
+    "metric",
+    "segment",
+    "value",
+    "seed_sd",
+    "n_seeds",
+    "n_seeds_failed",
+)
+"""Columns of `summarise` output, in order (`value` is the mean over finite seeds)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Array metrics
+# --------------------------------------------------------------------------------------------
+
+
+def _pair(true: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    true = np.asarray(true, dtype=np.float64)
+    predicted = np.asarray(predicted, dtype=np.float64)
+    if true.shape != predicted.shape:
+        raise ValueError(
+            f"true and predicted must have the same shape, found {true.shape} and {predicted.shape}"
+        )
+    if true.ndim not in (1, 2) or true.shape[0] == 0:
+        raise ValueError(
+            f"expected arrays of shape (n_frames,) or (n_frames, n_segments) with n_frames > 0, "
+            f"found shape {true.shape}"
+        )
+    return true, predicted
+
+
+def rmse(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Root-mean-square error per segment (same units as the inputs, radians for tail angles).
+
+    Shapes: (n_frames, n_segments) -> (n_segments,); (n_frames,) -> ().
+    """
+    true, predicted = _pair(true, predicted)
+    return np.sqrt(np.mean((predicted - true) ** 2, axis=0))
+
+
+def mae(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Mean absolute error per segment (radians). Shapes as in `rmse`."""
+    true, predicted = _pair(true, predicted)
+    return np.mean(np.abs(predicted - true), axis=0)
+
+
+def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator with NaN (and no warning) where the denominator is 0."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    defined = denominator > 0
+    out = np.full(np.broadcast(numerator, denominator).shape, np.nan)
+    np.divide(numerator, denominator, out=out, where=defined)
+    return out
+
+
+def r2(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Coefficient of determination per segment, 1 - SSres / SStot (dimensionless).
+
+    SStot is taken around the mean of `true` over the frames given (the test mean). A constant
+    true series (SStot = 0) gives NaN. Shapes as in `rmse`.
+    """
+    true, predicted = _pair(true, predicted)
+    ss_res = np.sum((true - predicted) ** 2, axis=0)
+    ss_tot = np.sum((true - true.mean(axis=0)) ** 2, axis=0)
+    return 1.0 - _safe_ratio(ss_res, ss_tot)
+
+
+def pearson_r(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Pearson correlation per segment (dimensionless, in [-1, 1]).
+
+    A constant series (zero variance in `true` or `predicted`) gives NaN without a warning.
+    Shapes as in `rmse`.
+    """
+    true, predicted = _pair(true, predicted)
+    t = true - true.mean(axis=0)
+    p = predicted - predicted.mean(axis=0)
+    r = _safe_ratio(np.sum(t * p, axis=0), np.sqrt(np.sum(t**2, axis=0) * np.sum(p**2, axis=0)))
+    # Rounding can push |r| a hair above 1 for perfectly (anti-)correlated series.
+    return np.clip(r, -1.0, 1.0)
+
+
+def rmse_pooled(true: np.ndarray, predicted: np.ndarray) -> float:
+    """RMSE over all frames and segments flattened (the paper's number, radians)."""
+    true, predicted = _pair(true, predicted)
+    return float(np.sqrt(np.mean((predicted - true) ** 2)))
+
+
+def mae_pooled(true: np.ndarray, predicted: np.ndarray) -> float:
+    """MAE over all frames and segments flattened (radians)."""
+    true, predicted = _pair(true, predicted)
+    return float(np.mean(np.abs(predicted - true)))
+
+
+def r2_pooled(true: np.ndarray, predicted: np.ndarray) -> float:
+    """1 - sum over segments of SSres / sum over segments of SStot (each around its own mean).
+
+    Equivalent to scikit-learn's ``r2_score(..., multioutput="variance_weighted")``.
+    """
+    true, predicted = _pair(true, predicted)
+    ss_res = np.sum((true - predicted) ** 2)
+    ss_tot = np.sum((true - true.mean(axis=0)) ** 2)
+    return float(1.0 - _safe_ratio(ss_res, ss_tot))
+
+
+def pearson_r_pooled(true: np.ndarray, predicted: np.ndarray) -> float:
+    """Pearson r over all frames and segments after removing each segment's own means."""
+    true, predicted = _pair(true, predicted)
+    t = true - true.mean(axis=0)
+    p = predicted - predicted.mean(axis=0)
+    r = _safe_ratio(np.sum(t * p), np.sqrt(np.sum(t**2) * np.sum(p**2)))
+    return float(np.clip(r, -1.0, 1.0))
+
+
+_PER_SEGMENT = {"rmse": rmse, "mae": mae, "r2": r2, "pearson_r": pearson_r}
+_POOLED = {
+    "rmse": rmse_pooled,
+    "mae": mae_pooled,
+    "r2": r2_pooled,
+    "pearson_r": pearson_r_pooled,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Tables from prediction files
+# --------------------------------------------------------------------------------------------
+
+
+def _source(ds: xr.Dataset) -> str:
+    return str(ds.encoding.get("source", "<predictions dataset in memory>"))
+
+
+def _frame_rate_hz(ds: xr.Dataset) -> float:
+    """Imaging volume rate (Hz) from the `time` (s) and `frame` coords; NaN if not derivable."""
+    if "frame_rate_hz" in ds.attrs:
+        return float(ds.attrs["frame_rate_hz"])
+    if "frame" not in ds.coords or ds.sizes.get("time", 0) < 2:
+        return float("nan")
+    frames = np.asarray(ds["frame"].values, dtype=np.float64)
+    seconds = np.asarray(ds["time"].values, dtype=np.float64)
+    step = np.diff(frames)
+    ok = step > 0
+    if not ok.any():
+        return float("nan")
+    # The median over consecutive frames ignores the jump between the val and test blocks.
+    seconds_per_frame = float(np.median(np.diff(seconds)[ok] / step[ok]))
+    return 1.0 / seconds_per_frame if seconds_per_frame > 0 else float("nan")
+
+
+def _check_predictions(ds: xr.Dataset, split: str) -> xr.Dataset:
+    """Validate the predictions contract and return the frames of `split`."""
+    source = _source(ds)
+    for name in ("predicted", "true"):
+        if name not in ds.data_vars:
+            raise InputFileError(
+                source, f"data variable '{name}' (time, segment)", f"{sorted(ds.data_vars)}"
+            )
+        if tuple(ds[name].dims) != ("time", "segment"):
+            raise InputFileError(
+                source, f"'{name}' with dims ('time', 'segment')", f"dims {ds[name].dims}"
+            )
+    if "split" not in ds.coords:
+        raise InputFileError(source, "coord 'split' (time) with 'val'/'test'", "no 'split'")
+    missing = [
+        key for key in ("model", "kind", "fish", "seed", "window_frames") if key not in ds.attrs
+    ]
+    if missing:
+        raise InputFileError(
+            source, "attrs model, kind, fish, seed, window_frames", f"{missing} missing"
+        )
+    selected = ds.isel(time=np.flatnonzero(ds["split"].values.astype(str) == split))
+    if selected.sizes["time"] == 0:
+        found = sorted(set(ds["split"].values.astype(str)))
+        raise InputFileError(source, f"frames with split == '{split}'", f"splits {found}")
+    if not np.all(np.isfinite(selected["true"].values)):
+        raise InputFileError(source, f"finite 'true' tail angles on split '{split}'", "NaN/inf")
+    return selected
+
+
+def score_predictions(ds: xr.Dataset, split: str = "test") -> pd.DataFrame:
+    """Score one predictions dataset: a tidy table, one row per metric x segment.
+
+    Args:
+        ds: predictions dataset (architecture.md, "Predictions netCDF"): `predicted` and `true`
+            (time, segment) in radians, coord `split`, attrs model, kind, fish, seed,
+            window_frames.
+        split: which frames to score ("test" for reported numbers, "val" for model selection).
+
+    Returns:
+        DataFrame with columns `TABLE_COLUMNS`: one row per metric in `METRICS` x segment, where
+        segment is each segment name, "pooled" (all frames and segments; see the module
+        docstring) and "summed" (metrics on the sum of the angles over segments, radians).
+        `window_s` is window_frames / frame rate (NaN if the frame rate cannot be derived).
+
+    Raises:
+        InputFileError: if the dataset breaks the predictions contract or `true` is not finite.
+        Non-finite predictions (a diverged run) are scored as NaN with a warning, so that the
+        run stays visible in the tables instead of stopping the pipeline.
+    """
+    selected = _check_predictions(ds, split)
+    true = selected["true"].values.astype(np.float64)
+    predicted = selected["predicted"].values.astype(np.float64)
+    if not np.all(np.isfinite(predicted)):
+        logger.warning(
+            "%s: non-finite predictions on split %s; metrics are NaN", _source(ds), split
+        )
+    segments = [str(s) for s in selected["segment"].values]
+
+    rows: list[tuple[str, str, float]] = []
+    true_sum, predicted_sum = true.sum(axis=1), predicted.sum(axis=1)
+    for metric in METRICS:
+        per_segment = _PER_SEGMENT[metric](true, predicted)
+        rows.extend((metric, seg, float(v)) for seg, v in zip(segments, per_segment, strict=True))
+        rows.append((metric, POOLED, _POOLED[metric](true, predicted)))
+        rows.append((metric, SUMMED, float(_PER_SEGMENT[metric](true_sum, predicted_sum))))
+
+    table = pd.DataFrame(rows, columns=["metric", "segment", "value"])
+    window_frames = int(ds.attrs["window_frames"])
+    frame_rate_hz = _frame_rate_hz(ds)
+    table.insert(0, "split", split)
+    for position, (column, value) in enumerate(
+        [
+            ("model", str(ds.attrs["model"])),
+            ("kind", str(ds.attrs["kind"])),
+            ("fish", int(ds.attrs["fish"])),
+            ("seed", int(ds.attrs["seed"])),
+            ("window_frames", window_frames),
+            ("window_s", window_frames / frame_rate_hz),
+        ]
+    ):
+        table.insert(position, column, value)
+    table["n_frames"] = selected.sizes["time"]
+    return table[list(TABLE_COLUMNS)]
+
+
+def metrics_table(paths: Iterable[str | Path], split: str = "test") -> pd.DataFrame:
+    """`score_predictions` of every predictions netCDF in `paths`, concatenated.
+
+    Raises InputFileError if a file is missing, unreadable or breaks the contract, or if two files
+    describe the same run (model, fish, seed, window_frames).
+    """
+    tables = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise InputFileError(path, "a predictions netCDF file", "no such file")
+        try:
+            with xr.open_dataset(path) as ds:
+                ds.load()
+        except (OSError, ValueError) as error:
+            raise InputFileError(path, "a readable predictions netCDF file", repr(error)) from error
+        ds.encoding["source"] = str(path)
+        tables.append(score_predictions(ds, split=split))
+        logger.info("scored %s", path)
+    if not tables:
+        raise InputFileError("<metrics_table paths>", "at least one predictions file", "none")
+    table = pd.concat(tables, ignore_index=True)
+    run = ["model", "fish", "seed", "window_frames", "metric", "segment"]
+    duplicated = table.duplicated(run)
+    if duplicated.any():
+        first = table.loc[duplicated, run].iloc[0].to_dict()
+        raise InputFileError(
+            "<metrics_table paths>", "one predictions file per run", f"{first} twice"
+        )
+    return table
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Average seeds within each fish: model x fish x window x metric x segment.
+
+    Args:
+        table: output of `metrics_table` / `score_predictions` (or `skill`).
+
+    Returns:
+        DataFrame with columns `SUMMARY_COLUMNS`: `value` is the mean over the seeds with a finite
+        value, `seed_sd` their standard deviation (ddof=1; NaN with one seed), `n_seeds` how many
+        finite seeds were averaged and `n_seeds_failed` how many were NaN (diverged runs; they are
+        left out of the mean, so check this column before trusting a fish's value).
+    """
+    _require_columns(
+        table, ("model", "kind", "fish", "seed", "window_frames", "metric", "segment", "value")
+    )
+    keys = [c for c in SUMMARY_COLUMNS[:8] if c in table.columns]
+    finite = np.isfinite(table["value"].to_numpy(dtype=np.float64))
+    grouped = table.assign(_finite=finite).groupby(keys, sort=True, dropna=False)
+    summary = grouped.agg(
+        value=("value", "mean"),
+        seed_sd=("value", "std"),
+        n_seeds=("_finite", "sum"),
+        n_seeds_total=("seed", "nunique"),
+    ).reset_index()
+    summary["n_seeds"] = summary["n_seeds"].astype(int)
+    summary["n_seeds_failed"] = summary["n_seeds_total"] - summary["n_seeds"]
+    if (summary["n_seeds_failed"] > 0).any():
+        logger.warning(
+            "%d model/fish/window groups have non-finite seeds (left out of the seed mean)",
+            int((summary["n_seeds_failed"] > 0).sum()),
+        )
+    for column in SUMMARY_COLUMNS:
+        if column not in summary.columns:
+            summary[column] = np.nan
+    return summary[list(SUMMARY_COLUMNS)]
+
+
+def skill(table: pd.DataFrame, reference_model: str, metric: str = "rmse") -> pd.DataFrame:
+    """Skill relative to a named reference model: 1 - error_model / error_reference.
+
+    Computed per fish, seed, window and segment. 0 means "as good as the reference", 1 a perfect
+    model, negative values worse than the reference. Typical references are the mean predictor
+    and ridge regression, named as in the `model` column (e.g. ``skill(table, "ridge")``).
+
+    Deterministic references are often trained with one seed only: where the reference has no
+    run with the model's seed, the reference's mean over its seeds for that fish/window/segment is
+    used instead.
+
+    Args:
+        table: output of `metrics_table`.
+        reference_model: the `model` value of the reference.
+        metric: an error metric where lower is better ("rmse" or "mae").
+
+    Returns:
+        Rows of every other model in the same columns as `table`, with
+        metric = f"{metric}_skill_vs_{reference_model}" and the skill as `value`, so the result
+        can be concatenated with `table` and passed to `summarise`.
+    """
+    _require_columns(
+        table, ("model", "fish", "seed", "window_frames", "metric", "segment", "value")
+    )
+    if metric not in ("rmse", "mae"):
+        raise ConfigError("metric", "an error metric, 'rmse' or 'mae'", metric)
+    rows = table[table["metric"] == metric]
+    reference = rows[rows["model"] == reference_model]
+    if reference.empty:
+        found = sorted(rows["model"].unique())
+        raise ConfigError(
+            "reference_model", f"a model in the table, one of {found}", reference_model
+        )
+    others = rows[rows["model"] != reference_model]
+    split_key = ["split"] if "split" in rows.columns else []
+    keys = ["fish", "window_frames", "segment", *split_key]
+    by_seed = reference[[*keys, "seed", "value"]].rename(columns={"value": "reference_value"})
+    seed_mean = (
+        reference.groupby(keys, dropna=False)["value"].mean().rename("reference_mean").reset_index()
+    )
+    merged = others.merge(by_seed, on=[*keys, "seed"], how="left").merge(
+        seed_mean, on=keys, how="left"
+    )
+    reference_value = merged["reference_value"].fillna(merged["reference_mean"])
+    unmatched = reference_value.isna()
+    if unmatched.any():
+        logger.warning(
+            "%d rows have no %s run for their fish/window/segment; their skill is NaN",
+            int(unmatched.sum()),
+            reference_model,
+        )
+    ratio = merged["value"].to_numpy(dtype=np.float64) / reference_value.to_numpy(np.float64)
+    result = merged[list(others.columns)].copy()
+    result["value"] = 1.0 - ratio
+    result["metric"] = f"{metric}_skill_vs_{reference_model}"
+    return result.reset_index(drop=True)
+
+
+def _require_columns(table: pd.DataFrame, columns: Iterable[str]) -> None:
+    columns = list(columns)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputFileError(
+            "<metrics table>", f"columns {columns}", f"{list(table.columns)} (missing {missing})"
+        )

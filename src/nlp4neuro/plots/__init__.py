@@ -1,0 +1,1 @@
+"""Every figure of the pipeline: one `plot_*` function per figure, grouped by stage."""

@@ -1,0 +1,372 @@
+"""Fish-level paired comparisons between models.
+
+The fish is the unit of replication: seeds (repeated trainings) are averaged within each fish
+first (`nlp4neuro.metrics.summarise`), and two models are compared on the fish they were both run
+on. This replaces the reference analysis, which pooled fish x runs as independent samples in a
+Mann-Whitney U test without multiple-comparison correction.
+
+For every pair of models (and every window size) `paired_comparisons` reports the mean paired
+difference with a bootstrap confidence interval over fish, a paired t-test, an exact Wilcoxon
+signed-rank test, a sign count, and Holm-corrected p-values across all rows of the table.
+
+Small-sample policy (why some p-values are NaN):
+- The exact two-sided Wilcoxon signed-rank test on n non-zero differences cannot give a p-value
+  below 2 / 2**n (all differences of one sign). With 5 fish that is 0.0625, so the test can never
+  reject at alpha = 0.05. In that case `wilcoxon_p` is NaN, `wilcoxon_testable` is False and
+  `note` says so; `wilcoxon_min_p` always holds the minimum achievable p. Reporting the raw exact
+  p (0.0625) would invite reading "nearly significant" into a test that had no power at all.
+- The bootstrap CI needs at least 3 fish (with 2 the resampled means take only 3 values);
+  otherwise the CI is NaN and `note` says so. With few fish a percentile bootstrap CI is too
+  narrow (it ignores the t-distribution's heavier tails); read it as descriptive.
+- Holm's correction runs over the comparisons that have a finite p-value. A test that cannot
+  reject cannot cause a false rejection, so leaving it out of the family keeps the family-wise
+  error rate at alpha.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import warnings
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from nlp4neuro.errors import ConfigError, InputFileError
+
+logger = logging.getLogger(__name__)
+
+PRETRAINED_VS_UNTRAINED = "pretrained_vs_untrained"
+MODEL_VS_MODEL = "model_vs_model"
+
+MIN_FISH_FOR_CI = 3
+MIN_FISH_FOR_T = 2
+
+COMPARISON_COLUMNS: tuple[str, ...] = (
+    "window_frames",
+    "metric",
+    "segment",
+    "model_a",
+    "model_b",
+    "contrast",
+    "n_fish",
+    "n_dropped",
+    "mean_a",
+    "mean_b",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "ci_method",
+    "t_stat",
+    "t_p",
+    "t_p_holm",
+    "t_significant",
+    "wilcoxon_stat",
+    "wilcoxon_p",
+    "wilcoxon_min_p",
+    "wilcoxon_testable",
+    "wilcoxon_p_holm",
+    "wilcoxon_significant",
+    "n_a_better",
+    "sign_summary",
+    "fish",
+    "note",
+)
+"""Columns of `paired_comparisons` output, in order."""
+
+
+def default_pairs(models: Sequence[str], untrained_twins: dict[str, str]) -> pd.DataFrame:
+    """Every unordered pair of `models`, plus every pretrained-vs-untrained pair.
+
+    Args:
+        models: model names in display order; pairs keep this order (model_a comes first).
+        untrained_twins: pretrained model -> its random-weight twin, e.g.
+            {"gpt2": "gpt2_untrained"}.
+            A twin pair is added even if the twin is not in `models`, and is always oriented
+            pretrained (model_a) vs untrained (model_b).
+
+    Returns:
+        DataFrame with columns model_a, model_b, contrast ("pretrained_vs_untrained" or
+        "model_vs_model"), one row per pair, without duplicates.
+    """
+    models = list(dict.fromkeys(models))
+    for pretrained, untrained in untrained_twins.items():
+        if pretrained == untrained:
+            raise ConfigError("untrained_twins", "a different model name for each twin", pretrained)
+    twins = {frozenset(item): item for item in untrained_twins.items()}
+    rows: list[tuple[str, str, str]] = []
+    seen: set[frozenset[str]] = set()
+    for a, b in itertools.combinations(models, 2):
+        key = frozenset((a, b))
+        seen.add(key)
+        if key in twins:
+            rows.append((*twins[key], PRETRAINED_VS_UNTRAINED))
+        else:
+            rows.append((a, b, MODEL_VS_MODEL))
+    for key, (pretrained, untrained) in twins.items():
+        if key not in seen:
+            rows.append((pretrained, untrained, PRETRAINED_VS_UNTRAINED))
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "contrast"])
+
+
+def _normalise_pairs(pairs: pd.DataFrame | Iterable[Sequence[str]]) -> list[tuple[str, str, str]]:
+    if isinstance(pairs, pd.DataFrame):
+        if not {"model_a", "model_b"} <= set(pairs.columns):
+            raise ConfigError("pairs", "columns model_a, model_b[, contrast]", list(pairs.columns))
+        contrast = pairs["contrast"] if "contrast" in pairs else [MODEL_VS_MODEL] * len(pairs)
+        items = list(zip(pairs["model_a"], pairs["model_b"], contrast, strict=True))
+    else:
+        items = []
+        for pair in pairs:
+            pair = tuple(pair)
+            if len(pair) not in (2, 3):
+                raise ConfigError(
+                    "pairs", "(model_a, model_b) or (model_a, model_b, contrast)", pair
+                )
+            items.append(pair if len(pair) == 3 else (*pair, MODEL_VS_MODEL))
+    if not items:
+        raise ConfigError("pairs", "at least one pair of models", "none")
+    for a, b, _ in items:
+        if a == b:
+            raise ConfigError("pairs", "two different models per pair", (a, b))
+    return [(str(a), str(b), str(c)) for a, b, c in items]
+
+
+def wilcoxon_min_p(n_nonzero: int) -> float:
+    """Smallest two-sided exact Wilcoxon signed-rank p-value with n non-zero differences: 2/2**n."""
+    return float(min(1.0, 2.0 ** (1 - n_nonzero))) if n_nonzero > 0 else 1.0
+
+
+def _bootstrap_ci(
+    diff: np.ndarray, alpha: float, n_bootstrap: int, seed: int, method: str
+) -> tuple[float, float, str | None]:
+    if diff.size < MIN_FISH_FOR_CI:
+        return np.nan, np.nan, f"bootstrap CI not computable with {diff.size} fish (need >= 3)"
+    if np.ptp(diff) == 0:
+        # Every resample has the same mean; scipy would warn about a degenerate distribution.
+        return float(diff[0]), float(diff[0]), "paired differences identical in every fish"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = stats.bootstrap(
+            (diff,),
+            np.mean,
+            n_resamples=n_bootstrap,
+            confidence_level=1.0 - alpha,
+            method=method,
+            rng=np.random.default_rng(seed),
+        )
+    interval = result.confidence_interval
+    note = f"bootstrap: {caught[0].message}" if caught else None
+    return float(interval.low), float(interval.high), note
+
+
+def _paired_t(a: np.ndarray, b: np.ndarray) -> tuple[float, float, str | None]:
+    diff = a - b
+    if diff.size < MIN_FISH_FOR_T:
+        return np.nan, np.nan, f"t-test needs >= 2 fish, found {diff.size}"
+    scale = max(float(np.max(np.abs(diff))), np.finfo(float).tiny)
+    if np.ptp(diff) <= 1e-12 * scale:
+        return np.nan, np.nan, "paired differences identical in every fish: t-test undefined"
+    result = stats.ttest_rel(a, b)
+    return float(result.statistic), float(result.pvalue), None
+
+
+def _wilcoxon(
+    a: np.ndarray, b: np.ndarray, alpha: float
+) -> tuple[float, float, float, bool, str | None]:
+    """Exact Wilcoxon signed-rank; zero differences are dropped (zero_method='wilcox')."""
+    diff = a - b
+    n_nonzero = int(np.count_nonzero(diff))
+    min_p = wilcoxon_min_p(n_nonzero)
+    if min_p >= alpha:
+        zeros = "" if n_nonzero == diff.size else f" ({n_nonzero} non-zero differences)"
+        note = (
+            f"Wilcoxon cannot reach p<{alpha:g} with {diff.size} fish{zeros} "
+            f"(min p = {min_p:.4g}); p not reported"
+        )
+        return np.nan, np.nan, min_p, False, note
+    result = stats.wilcoxon(a, b, zero_method="wilcox", method="exact")
+    return float(result.statistic), float(result.pvalue), min_p, True, None
+
+
+def _holm(p_values: pd.Series, alpha: float) -> pd.Series:
+    """Holm-adjusted p-values over the finite entries; NaN stays NaN."""
+    adjusted = pd.Series(np.nan, index=p_values.index)
+    finite = np.isfinite(p_values.to_numpy(dtype=np.float64))
+    if finite.any():
+        adjusted[finite] = multipletests(p_values[finite].to_numpy(), alpha=alpha, method="holm")[1]
+    return adjusted
+
+
+def _fish_values(rows: pd.DataFrame, model: str) -> pd.Series:
+    values = rows.loc[rows["model"] == model].set_index("fish")["value"].astype(np.float64)
+    return values[np.isfinite(values.to_numpy())]
+
+
+def paired_comparisons(
+    summary: pd.DataFrame,
+    *,
+    metric: str = "rmse",
+    segment: str = "pooled",
+    pairs: pd.DataFrame | Iterable[Sequence[str]],
+    alpha: float = 0.05,
+    n_bootstrap: int = 10000,
+    seed: int = 0,
+    lower_is_better: bool = True,
+    ci_method: str = "percentile",
+) -> pd.DataFrame:
+    """Paired, fish-level comparisons of models on one metric and segment.
+
+    Args:
+        summary: output of `nlp4neuro.metrics.summarise` (one value per model x fish x window x
+            metric x segment; columns model, fish, window_frames, metric, segment, value).
+        metric, segment: which rows of `summary` to compare (e.g. "rmse", "pooled").
+        pairs: (model_a, model_b) tuples, (model_a, model_b, contrast) tuples, or the DataFrame
+            of `default_pairs`. Differences are model_a - model_b.
+        alpha: significance level for the CI (1 - alpha), the Wilcoxon testability rule and the
+            `*_significant` columns.
+        n_bootstrap: bootstrap resamples for the CI of the mean paired difference.
+        seed: seeds a fresh numpy Generator for every comparison, so each CI is reproducible and
+            does not depend on the order of the pairs.
+        lower_is_better: True for errors (RMSE, MAE), False for R², Pearson r and skill; decides
+            which model counts as "better" in the sign count.
+        ci_method: "percentile" or "BCa" (`scipy.stats.bootstrap`).
+
+    Returns:
+        DataFrame with columns `COMPARISON_COLUMNS`, one row per pair and window size. Only fish
+        with a finite value for both models are paired; `n_dropped` counts the others (named in
+        `note`). `fish` lists the paired fish. `t_p_holm` and `wilcoxon_p_holm` are Holm-adjusted
+        across all rows. See the module docstring for when p-values or CIs are NaN.
+    """
+    _check_summary(summary)
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError("alpha", "a number in (0, 1)", alpha)
+    if n_bootstrap < 1:
+        raise ConfigError("n_bootstrap", "a positive integer", n_bootstrap)
+    if ci_method not in ("percentile", "BCa"):
+        raise ConfigError("ci_method", "'percentile' or 'BCa'", ci_method)
+    pair_list = _normalise_pairs(pairs)
+
+    selected = summary[(summary["metric"] == metric) & (summary["segment"] == segment)]
+    if selected.empty:
+        raise ConfigError(
+            "metric/segment",
+            f"a metric in {sorted(summary['metric'].unique())} and a segment in "
+            f"{sorted(summary['segment'].unique())}",
+            (metric, segment),
+        )
+    known = set(selected["model"])
+    unknown = sorted({m for a, b, _ in pair_list for m in (a, b)} - known)
+    if unknown:
+        raise ConfigError("pairs", f"models present in the summary {sorted(known)}", unknown)
+
+    rows = []
+    for window in sorted(selected["window_frames"].unique()):
+        in_window = selected[selected["window_frames"] == window]
+        for model_a, model_b, contrast in pair_list:
+            rows.append(
+                _compare(
+                    _fish_values(in_window, model_a),
+                    _fish_values(in_window, model_b),
+                    model_a=model_a,
+                    model_b=model_b,
+                    alpha=alpha,
+                    n_bootstrap=n_bootstrap,
+                    seed=seed,
+                    lower_is_better=lower_is_better,
+                    ci_method=ci_method,
+                )
+                | {
+                    "window_frames": window,
+                    "metric": metric,
+                    "segment": segment,
+                    "contrast": contrast,
+                }
+            )
+    table = pd.DataFrame(rows)
+    table["t_p_holm"] = _holm(table["t_p"], alpha)
+    table["wilcoxon_p_holm"] = _holm(table["wilcoxon_p"], alpha)
+    table["t_significant"] = table["t_p_holm"] < alpha
+    table["wilcoxon_significant"] = table["wilcoxon_p_holm"] < alpha
+    logger.info("%d paired comparisons on %s/%s", len(table), metric, segment)
+    return table[list(COMPARISON_COLUMNS)]
+
+
+def _compare(
+    values_a: pd.Series,
+    values_b: pd.Series,
+    *,
+    model_a: str,
+    model_b: str,
+    alpha: float,
+    n_bootstrap: int,
+    seed: int,
+    lower_is_better: bool,
+    ci_method: str,
+) -> dict[str, object]:
+    shared = values_a.index.intersection(values_b.index).sort_values()
+    dropped = values_a.index.union(values_b.index).difference(shared).sort_values()
+    a = values_a.loc[shared].to_numpy()
+    b = values_b.loc[shared].to_numpy()
+    diff = a - b
+    notes: list[str] = []
+    if len(dropped):
+        notes.append(
+            f"{len(dropped)} fish dropped (not present for both models): "
+            + ", ".join(str(f) for f in dropped)
+        )
+    if shared.size == 0:
+        notes.append("no fish present for both models")
+
+    ci_low, ci_high, ci_note = _bootstrap_ci(diff, alpha, n_bootstrap, seed, ci_method)
+    t_stat, t_p, t_note = _paired_t(a, b)
+    w_stat, w_p, min_p, testable, w_note = _wilcoxon(a, b, alpha)
+    notes.extend(note for note in (ci_note, t_note, w_note) if note)
+
+    a_better = int(np.sum(diff < 0) if lower_is_better else np.sum(diff > 0))
+    return {
+        "model_a": model_a,
+        "model_b": model_b,
+        "n_fish": int(shared.size),
+        "n_dropped": len(dropped),
+        "mean_a": float(a.mean()) if a.size else np.nan,
+        "mean_b": float(b.mean()) if b.size else np.nan,
+        "mean_diff": float(diff.mean()) if diff.size else np.nan,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "ci_method": ci_method,
+        "t_stat": t_stat,
+        "t_p": t_p,
+        "wilcoxon_stat": w_stat,
+        "wilcoxon_p": w_p,
+        "wilcoxon_min_p": min_p,
+        "wilcoxon_testable": testable,
+        "n_a_better": a_better,
+        "sign_summary": f"{model_a} better in {a_better} of {shared.size} fish",
+        "fish": ",".join(str(f) for f in shared),
+        "note": "; ".join(notes),
+    }
+
+
+def _check_summary(summary: pd.DataFrame) -> None:
+    required = ["model", "fish", "window_frames", "metric", "segment", "value"]
+    missing = [c for c in required if c not in summary.columns]
+    if missing:
+        raise InputFileError(
+            "<summary table>", f"columns {required}", f"{list(summary.columns)} (missing {missing})"
+        )
+    if "split" in summary.columns and summary["split"].nunique() > 1:
+        found = sorted(summary["split"].unique())
+        raise InputFileError("<summary table>", "one split (filter to 'test')", f"splits {found}")
+    keys = ["model", "fish", "window_frames", "metric", "segment"]
+    duplicated = summary.duplicated(keys)
+    if duplicated.any():
+        example = summary.loc[duplicated, keys].iloc[0].to_dict()
+        raise InputFileError(
+            "<summary table>",
+            "one row per model x fish x window x metric x segment (seeds averaged by summarise)",
+            f"repeated {example}",
+        )

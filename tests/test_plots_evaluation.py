@@ -1,0 +1,155 @@
+"""Evaluation figures are written as a non-empty PNG and an SVG for each path stem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.plots import evaluation
+from nlp4neuro.statistics import default_pairs, paired_comparisons
+
+MODELS = ("gpt2", "gpt2_untrained", "lstm")
+FISH = (9, 10, 11, 12, 13)
+
+
+def summary_table(windows: tuple[int, ...] = (5, 10, 20)) -> pd.DataFrame:
+    """A summarise()-shaped table with a known ordering: gpt2 < lstm < gpt2_untrained."""
+    rng = np.random.default_rng(0)
+    base = {"gpt2": 0.052, "gpt2_untrained": 0.060, "lstm": 0.055}
+    rows = [
+        {
+            "model": model,
+            "kind": "llm",
+            "fish": fish,
+            "window_frames": window,
+            "window_s": window / 1.1,
+            "split": "test",
+            "metric": "rmse",
+            "segment": "pooled",
+            "value": base[model] + 0.002 * i + rng.normal(0, 0.001),
+            "seed_sd": 0.001,
+            "n_seeds": 3,
+            "n_seeds_failed": 0,
+        }
+        for window in windows
+        for model in MODELS
+        for i, fish in enumerate(FISH)
+    ]
+    return pd.DataFrame(rows)
+
+
+def predictions(model_offset: float, n_val: int = 5, n_test: int = 60) -> xr.Dataset:
+    """Predictions of one fish (architecture.md contract) with a stimulus epoch in the test part."""
+    n = n_val + n_test
+    frame = np.arange(n)
+    time = frame / 1.1
+    true = 0.1 * np.sin(time[:, None] / 5 + np.arange(6)[None, :] * 0.3)
+    stimulus = np.array([""] * n, dtype=object)
+    stimulus[n_val + 10 : n_val + 25] = "forward"
+    stimulus[n_val + 40 : n_val + 50] = "left"
+    return xr.Dataset(
+        {
+            "predicted": (("time", "segment"), (true + model_offset).astype("f4")),
+            "true": (("time", "segment"), true.astype("f4")),
+        },
+        coords={
+            "time": ("time", time),
+            "frame": ("time", frame),
+            "split": ("time", np.array(["val"] * n_val + ["test"] * n_test)),
+            "stimulus": ("time", stimulus.astype(str)),
+            "segment": ("segment", [f"theta_{k:02d}" for k in range(6)]),
+        },
+        attrs={"model": "m", "kind": "llm", "fish": 9, "seed": 0, "window_frames": 10},
+    )
+
+
+def assert_figure_files(paths: list[Path], stem: Path) -> None:
+    assert paths == [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")]
+    png, svg = paths
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000
+    assert svg.stat().st_size > 5_000 and b"<svg" in svg.read_bytes()[:2000]
+
+
+def test_model_comparison_with_annotated_twins(tmp_path):
+    summary = summary_table()
+    pairs = default_pairs(list(MODELS), {"gpt2": "gpt2_untrained"})
+    stats = paired_comparisons(summary, pairs=pairs, n_bootstrap=200)
+    stem = tmp_path / "figures" / "model_comparison"
+    paths = evaluation.plot_model_comparison(summary, stats, stem)
+    assert_figure_files(paths, stem)
+    # 5 fish: the bracket says the Wilcoxon test is not testable
+    assert b"n.t." in paths[1].read_bytes()
+
+
+def test_model_comparison_without_stats_and_one_window(tmp_path):
+    stem = tmp_path / "one_window"
+    assert_figure_files(
+        evaluation.plot_model_comparison(summary_table(windows=(10,)), None, stem), stem
+    )
+
+
+def test_model_comparison_unknown_metric_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="metric/segment"):
+        evaluation.plot_model_comparison(summary_table(), None, tmp_path / "x", metric="r2")
+
+
+def test_predictions_figure_with_stimulus_epochs(tmp_path):
+    stem = tmp_path / "predictions_fish9"
+    paths = evaluation.plot_predictions(
+        {"gpt2": predictions(0.01), "lstm": predictions(-0.02)}, stem
+    )
+    assert_figure_files(paths, stem)
+    svg = paths[1].read_bytes()
+    assert b"stimulus: forward" in svg and b"time (s)" in svg
+
+
+def test_stimulus_epochs_from_coord_are_test_frames_only():
+    ds = predictions(0.0)
+    test = ds.isel(time=np.flatnonzero(ds["split"].values == "test"))
+    epochs = evaluation._stimulus_epochs(test, None)
+    # frames 15..29 and 45..54, each epoch ending one frame period (1/1.1 s) after its last frame
+    assert list(epochs["stimulus"]) == ["forward", "left"]
+    np.testing.assert_allclose(epochs["start_s"], [15 / 1.1, 45 / 1.1])
+    np.testing.assert_allclose(epochs["stop_s"], [30 / 1.1, 55 / 1.1])
+
+
+def test_predictions_of_different_fish_are_rejected(tmp_path):
+    other = predictions(0.0)
+    other.attrs["fish"] = 10
+    with pytest.raises(ConfigError, match="one fish"):
+        evaluation.plot_predictions({"a": predictions(0.0), "b": other}, tmp_path / "x")
+    with pytest.raises(InputFileError, match="'true'"):
+        evaluation.plot_predictions({"a": predictions(0.0).drop_vars("true")}, tmp_path / "x")
+
+
+def test_training_curves(tmp_path):
+    epochs = np.arange(1, 11)
+    curves = {
+        "gpt2": pd.DataFrame(
+            {"epoch": epochs, "train_loss": 0.1 / epochs, "val_loss": 0.12 / epochs**0.8}
+        ),
+        "lstm": pd.DataFrame({"epoch": epochs, "train_loss": 0.2 / epochs}),
+    }
+    stem = tmp_path / "curves"
+    assert_figure_files(evaluation.plot_training_curves(curves, stem), stem)
+    with pytest.raises(InputFileError, match="train_loss"):
+        evaluation.plot_training_curves({"x": pd.DataFrame({"epoch": [1]})}, stem)
+
+
+@pytest.mark.parametrize("windows", [(5, 10, 15, 20), (10,)])
+def test_window_sweep(tmp_path, windows):
+    stem = tmp_path / f"sweep_{len(windows)}"
+    paths = evaluation.plot_window_sweep(summary_table(windows=windows), stem)
+    assert_figure_files(paths, stem)
+    assert b"window length (s)" in paths[1].read_bytes()
+
+
+def test_metric_labels_have_units():
+    assert evaluation.metric_label("rmse") == "RMSE (rad)"
+    assert "ridge" in evaluation.metric_label("rmse_skill_vs_ridge")

@@ -1,0 +1,233 @@
+"""Fish-level paired statistics on known numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.statistics import (
+    COMPARISON_COLUMNS,
+    default_pairs,
+    paired_comparisons,
+    wilcoxon_min_p,
+)
+
+FISH6 = [9, 10, 11, 12, 13, 14]
+A6 = np.array([0.050, 0.052, 0.048, 0.055, 0.051, 0.049])
+# b - a = [4, 2, 6, -1, 3, 5] x 1e-3
+B6 = A6 + np.array([0.004, 0.002, 0.006, -0.001, 0.003, 0.005])
+
+
+def summary_from(values: dict[str, dict[int, float]], window: int = 10) -> pd.DataFrame:
+    """A summarise()-shaped table from {model: {fish: value}} (metric rmse, pooled)."""
+    rows = [
+        {
+            "model": model,
+            "fish": fish,
+            "window_frames": window,
+            "window_s": window / 1.1,
+            "split": "test",
+            "metric": "rmse",
+            "segment": "pooled",
+            "value": value,
+            "seed_sd": 0.0,
+            "n_seeds": 3,
+        }
+        for model, by_fish in values.items()
+        for fish, value in by_fish.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def six_fish(**extra: np.ndarray) -> pd.DataFrame:
+    models = {"a": A6, "b": B6, **extra}
+    return summary_from({m: dict(zip(FISH6, v, strict=True)) for m, v in models.items()})
+
+
+def test_six_fish_against_hand_and_scipy():
+    table = paired_comparisons(six_fish(), pairs=[("a", "b")], n_bootstrap=2000)
+    assert list(table.columns) == list(COMPARISON_COLUMNS)
+    row = table.iloc[0]
+    # a - b = -[4, 2, 6, -1, 3, 5] x 1e-3
+    assert row["n_fish"] == 6 and row["n_dropped"] == 0
+    assert row["mean_diff"] == pytest.approx(-19 / 6 * 1e-3)
+    assert row["mean_a"] == pytest.approx(A6.mean()) and row["mean_b"] == pytest.approx(B6.mean())
+    # t = mean / (sd / sqrt(n)); sd² = sum of squared deviations 30.8333e-6 / 5
+    sd = math.sqrt(30.833333333e-6 / 5)
+    t_hand = (-19 / 6 * 1e-3) / (sd / math.sqrt(6))
+    assert row["t_stat"] == pytest.approx(t_hand, rel=1e-6)
+    assert row["t_p"] == pytest.approx(2 * stats.t.sf(abs(t_hand), df=5), rel=1e-6)
+    assert row["t_p"] == pytest.approx(stats.ttest_rel(A6, B6).pvalue)
+    # Wilcoxon: |diff| ranks 4, 2, 6, 1, 3, 5; only the +1 difference is positive -> W = 1.
+    # Sign patterns with W+ <= 1: {} and {rank 1} -> 2 of 64, two-sided p = 2 * 2/64 = 0.0625.
+    assert row["wilcoxon_stat"] == 1
+    assert row["wilcoxon_p"] == pytest.approx(0.0625)
+    assert row["wilcoxon_min_p"] == pytest.approx(2 / 64) and row["wilcoxon_testable"]
+    # a has the lower error in 5 of 6 fish
+    assert row["n_a_better"] == 5
+    assert row["sign_summary"] == "a better in 5 of 6 fish"
+    assert row["fish"] == "9,10,11,12,13,14"
+    # the percentile CI brackets the mean difference and excludes 0 for these data
+    assert row["ci_low"] < row["mean_diff"] < row["ci_high"] < 0
+    # one comparison: Holm leaves p unchanged
+    assert row["t_p_holm"] == pytest.approx(row["t_p"])
+    assert row["note"] == ""
+
+
+def test_holm_across_all_rows_by_hand():
+    c6 = A6 + np.array([0.001, -0.002, 0.0005, 0.002, -0.001, 0.0015])
+    table = paired_comparisons(
+        six_fish(c=c6), pairs=[("a", "b"), ("a", "c"), ("b", "c")], n_bootstrap=200
+    )
+    raw = table["t_p"].to_numpy()
+    expected_raw = [stats.ttest_rel(x, y).pvalue for x, y in ((A6, B6), (A6, c6), (B6, c6))]
+    np.testing.assert_allclose(raw, expected_raw)
+    # Holm by hand: sort ascending p(1) <= p(2) <= p(3); adjusted = running max of (m - i) p(i)
+    order = np.argsort(raw)
+    adjusted = np.empty(3)
+    running = 0.0
+    for i, index in enumerate(order):
+        running = max(running, (3 - i) * raw[index])
+        adjusted[index] = min(1.0, running)
+    np.testing.assert_allclose(table["t_p_holm"], adjusted)
+    # the smallest raw p stays the smallest adjusted p, and every adjusted p >= raw p
+    assert np.argmin(table["t_p_holm"]) == np.argmin(raw)
+    assert np.all(table["t_p_holm"].to_numpy() >= raw)
+    # Wilcoxon column corrected as its own family of 3 tests
+    w_raw = table["wilcoxon_p"].to_numpy()
+    assert np.all(table["wilcoxon_p_holm"].to_numpy() >= w_raw)
+    assert table["wilcoxon_p_holm"].min() == pytest.approx(min(1.0, 3 * w_raw.min()))
+    assert list(table["t_significant"]) == list(table["t_p_holm"] < 0.05)
+
+
+@pytest.mark.parametrize(("n_fish", "min_p"), [(5, 0.0625), (3, 0.25)])
+def test_too_few_fish_for_wilcoxon_says_so_and_reports_no_p(n_fish, min_p):
+    fish = FISH6[:n_fish]
+    summary = summary_from(
+        {
+            "a": dict(zip(fish, A6[:n_fish], strict=True)),
+            "b": dict(zip(fish, B6[:n_fish], strict=True)),
+        }
+    )
+    row = paired_comparisons(summary, pairs=[("a", "b")], n_bootstrap=500).iloc[0]
+    assert row["n_fish"] == n_fish
+    assert math.isnan(row["wilcoxon_p"]) and math.isnan(row["wilcoxon_p_holm"])
+    assert not row["wilcoxon_testable"] and not row["wilcoxon_significant"]
+    assert row["wilcoxon_min_p"] == pytest.approx(min_p)
+    assert f"Wilcoxon cannot reach p<0.05 with {n_fish} fish (min p = {min_p:.4g})" in row["note"]
+    # the paired t-test is still computed, and the CI (n >= 3)
+    assert row["t_p"] == pytest.approx(stats.ttest_rel(A6[:n_fish], B6[:n_fish]).pvalue)
+    assert np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"])
+
+
+def test_two_fish_have_no_ci():
+    summary = summary_from({"a": {9: 0.05, 10: 0.06}, "b": {9: 0.07, 10: 0.065}})
+    row = paired_comparisons(summary, pairs=[("a", "b")]).iloc[0]
+    assert math.isnan(row["ci_low"]) and math.isnan(row["ci_high"])
+    assert "bootstrap CI not computable with 2 fish" in row["note"]
+
+
+def test_wilcoxon_min_p():
+    assert wilcoxon_min_p(5) == pytest.approx(0.0625)
+    assert wilcoxon_min_p(6) == pytest.approx(0.03125)
+    assert wilcoxon_min_p(0) == 1.0
+
+
+def test_ci_reproducible_with_seed_and_matches_scipy():
+    # 12 fish with irregular values, so that resampled percentiles differ between seeds
+    fish = list(range(12))
+    a = np.random.default_rng(1).normal(0.05, 0.005, size=12)
+    b = a + np.random.default_rng(2).normal(0.002, 0.003, size=12)
+    summary = summary_from(
+        {"a": dict(zip(fish, a, strict=True)), "b": dict(zip(fish, b, strict=True))}
+    )
+
+    def ci(seed: int) -> tuple[float, float]:
+        row = paired_comparisons(summary, pairs=[("a", "b")], n_bootstrap=1000, seed=seed).iloc[0]
+        return row["ci_low"], row["ci_high"]
+
+    assert ci(7) == ci(7)
+    assert ci(7) != ci(8)
+    direct = stats.bootstrap(
+        (a - b,), np.mean, n_resamples=1000, method="percentile", rng=np.random.default_rng(7)
+    ).confidence_interval
+    assert ci(7) == pytest.approx((direct.low, direct.high))
+
+
+def test_unpaired_fish_are_dropped_and_counted():
+    values_a = dict(zip(FISH6, A6, strict=True))  # fish 9..14
+    values_b = dict(zip([9, 10, 11, 12, 13, 15], B6, strict=True))  # 15 instead of 14
+    values_b[13] = np.nan  # a diverged fish counts as missing
+    row = paired_comparisons(
+        summary_from({"a": values_a, "b": values_b}), pairs=[("a", "b")], n_bootstrap=200
+    ).iloc[0]
+    assert row["n_fish"] == 4 and row["n_dropped"] == 3
+    assert row["fish"] == "9,10,11,12"
+    assert "3 fish dropped (not present for both models): 13, 14, 15" in row["note"]
+    assert row["mean_diff"] == pytest.approx(float(np.mean(A6[:4] - B6[:4])))
+
+
+def test_higher_is_better_flips_the_sign_count():
+    row = paired_comparisons(
+        six_fish(), pairs=[("a", "b")], lower_is_better=False, n_bootstrap=200
+    ).iloc[0]
+    assert row["sign_summary"] == "a better in 1 of 6 fish"
+
+
+def test_one_row_per_pair_and_window():
+    summary = pd.concat([six_fish(), six_fish().assign(window_frames=20)], ignore_index=True)
+    table = paired_comparisons(summary, pairs=[("a", "b")], n_bootstrap=200)
+    assert list(table["window_frames"]) == [10, 20]
+    # two identical windows: raw p equal, Holm over 2 rows doubles it
+    assert table["t_p_holm"].iloc[0] == pytest.approx(min(1.0, 2 * table["t_p"].iloc[0]))
+
+
+def test_default_pairs_flags_twins():
+    pairs = default_pairs(
+        ["gpt2_untrained", "gpt2", "lstm"], {"gpt2": "gpt2_untrained", "bert": "bert_untrained"}
+    )
+    assert list(map(tuple, pairs[["model_a", "model_b", "contrast"]].to_numpy())) == [
+        ("gpt2", "gpt2_untrained", "pretrained_vs_untrained"),
+        ("gpt2_untrained", "lstm", "model_vs_model"),
+        ("gpt2", "lstm", "model_vs_model"),
+        ("bert", "bert_untrained", "pretrained_vs_untrained"),
+    ]
+
+
+def test_contrast_column_is_carried_through():
+    summary = six_fish()
+    pairs = default_pairs(["a", "b"], {"a": "b"})
+    table = paired_comparisons(summary, pairs=pairs, n_bootstrap=200)
+    assert list(table["contrast"]) == ["pretrained_vs_untrained"]
+
+
+def test_bad_inputs():
+    summary = six_fish()
+    with pytest.raises(ConfigError, match="pairs"):
+        paired_comparisons(summary, pairs=[("a", "gpt9")])
+    with pytest.raises(ConfigError, match="metric/segment"):
+        paired_comparisons(summary, metric="mae", pairs=[("a", "b")])
+    with pytest.raises(InputFileError, match="seeds averaged"):
+        paired_comparisons(pd.concat([summary, summary]), pairs=[("a", "b")])
+    with pytest.raises(InputFileError, match="missing"):
+        paired_comparisons(summary.drop(columns="fish"), pairs=[("a", "b")])
+
+
+def test_bca_interval_and_identical_differences():
+    row = paired_comparisons(six_fish(), pairs=[("a", "b")], ci_method="BCa", n_bootstrap=2000)
+    row = row.iloc[0]
+    assert row["ci_method"] == "BCa"
+    assert row["ci_low"] < row["mean_diff"] < row["ci_high"]
+    # b = a + 0.01 in every fish: CI collapses to the difference, t-test undefined, Wilcoxon exact
+    constant = six_fish(c=A6 + 0.01)
+    row = paired_comparisons(constant, pairs=[("a", "c")], n_bootstrap=200).iloc[0]
+    assert row["ci_low"] == pytest.approx(-0.01) and row["ci_high"] == pytest.approx(-0.01)
+    assert math.isnan(row["t_p"]) and "t-test undefined" in row["note"]
+    assert row["wilcoxon_p"] == pytest.approx(2 / 64)
+    with pytest.raises(ConfigError, match="ci_method"):
+        paired_comparisons(constant, pairs=[("a", "c")], ci_method="studentized")
