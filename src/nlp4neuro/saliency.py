@@ -1,0 +1,899 @@
+"""Which neurons drive a trained decoder: captum attributions, ablations and comparators.
+
+Every torch decoder maps a window of normalised neural activity to tail angles,
+``forward(x: (batch, window, n_neurons) float32) -> (batch, window, n_outputs)`` (radians).
+The quantity explained for one window is the SUM over the window's frames of one output:
+
+- per angle: target ``theta_0k`` = sum_t y[t, k] (one target per tail segment);
+- summed tail: target ``summed`` = sum_t sum_k y[t, k] (the reference's "summed outputs").
+
+Attributions (`attribute`) are computed with captum's IntegratedGradients, Saliency or
+InputXGradient on a wrapper module that performs this reduction, window batch by window batch so
+that a paper-scale fish (12,499 neurons) fits in memory. The reference computed |gradient x input|
+only; Integrated Gradients is the default here because it satisfies completeness (the
+attributions of a window sum to F(x) - F(baseline)), which `attribute` checks and reports.
+
+Baselines: inputs are z-scored per neuron with TRAINING statistics
+(`nlp4neuro.dataset.fit_input_normaliser`), so an all-zero normalised input is every neuron at
+its training mean. "zeros" and "training_mean" therefore coincide for z-scored inputs;
+"training_mean" with an explicit `baseline_values` vector is for inputs that are not z-scored
+(reference mode: per-frame population normalisation), where the training mean is not 0. The
+same convention (masked = set to the baseline, by default 0 = training mean) is used by
+`region_ablation` and `deletion_curve`.
+
+Validation tools: `region_ablation` (captum FeatureAblation with one feature group per region),
+`deletion_curve` (RMSE when the top-k vs k random neurons are masked: the reference found
+removing the top 50 no worse than 50 random ones), `correlation_motor_map` (the classic
+|Pearson r| with the tail), `map_similarity` (pretrained vs untrained twin maps) and
+`ground_truth_auc` (planted drivers of simulated fish).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from captum.attr import FeatureAblation, InputXGradient, IntegratedGradients, Saliency
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from nlp4neuro.dataset import average_window_predictions, window_starts
+from nlp4neuro.errors import ConfigError
+from nlp4neuro.provenance import versions_json
+
+logger = logging.getLogger(__name__)
+
+SUMMED = "summed"
+"""Target name of the summed tail (sum over frames and over the tail angles)."""
+
+METHODS = ("integrated_gradients", "saliency", "input_x_gradient")
+BASELINES = ("zeros", "training_mean")
+TARGET_MODES = ("summed", "each")
+UNLABELLED = "unlabelled"
+"""Region name used in tables for neurons whose region label is the empty string."""
+
+_NEURON_COORDS = ("neuron", "plane", "roi", "x_um", "y_um", "z_um", "region")
+
+
+@dataclass(frozen=True)
+class SaliencyParams:
+    """How attributions are computed (config section ``saliency``).
+
+    Attributes:
+        method: "integrated_gradients" (default; completeness holds), "saliency" (plain
+            gradient) or "input_x_gradient" (gradient x input, the reference's choice).
+        baseline: "zeros" (all-zero normalised input = training mean for z-scored inputs) or
+            "training_mean" (a per-neuron vector passed as `baseline_values`; needed only for
+            inputs that are not z-scored). Used by Integrated Gradients only: Saliency and
+            InputXGradient have no baseline.
+        n_steps: Integrated Gradients integration steps (Gauss-Legendre by default).
+        ig_method: captum's integral approximation ("gausslegendre", "riemann_trapezoid", ...).
+        internal_batch_size: IG examples (steps x windows) per forward pass; bounds memory.
+        batch_windows: windows attributed together (the IG batch is n_steps x batch_windows).
+        target: "summed" (only the summed tail) or "each" (the 6 angles and the summed tail).
+        absolute: keep |attribution| in the per-frame map (True) or the signed value (False).
+            The global per-neuron `importance` is always a mean of |attribution|.
+        splits: dataset splits whose windows are attributed (see `saliency_starts`).
+        window_stride: frames between window starts; None = the window length
+            (non-overlapping windows, bounding the cost at one attribution per frame).
+        max_windows: keep at most this many windows, evenly spaced over the selected ones.
+        keep_frames: store the per-frame map of the summed target (time, neuron). For fish 9's
+            test split that is 610 x 12,499 float32 = 30 MB; per-frame maps of every angle
+            (7x that) are not kept.
+    """
+
+    method: str = "integrated_gradients"
+    baseline: str = "zeros"
+    n_steps: int = 32
+    ig_method: str = "gausslegendre"
+    internal_batch_size: int | None = 64
+    batch_windows: int = 8
+    target: str = "summed"
+    absolute: bool = True
+    splits: tuple[str, ...] = ("test",)
+    window_stride: int | None = None
+    max_windows: int | None = None
+    keep_frames: bool = True
+
+    def __post_init__(self) -> None:
+        # YAML gives lists; a frozen dataclass must hold hashable tuples.
+        object.__setattr__(self, "splits", tuple(self.splits))
+        if self.method not in METHODS:
+            raise ConfigError("saliency.method", f"one of {METHODS}", self.method)
+        if self.baseline not in BASELINES:
+            raise ConfigError("saliency.baseline", f"one of {BASELINES}", self.baseline)
+        if self.target not in TARGET_MODES:
+            raise ConfigError("saliency.target", f"one of {TARGET_MODES}", self.target)
+        for key in ("n_steps", "batch_windows"):
+            if not _positive_int(getattr(self, key)):
+                raise ConfigError(f"saliency.{key}", "an integer >= 1", getattr(self, key))
+        for key in ("internal_batch_size", "window_stride", "max_windows"):
+            value = getattr(self, key)
+            if value is not None and not _positive_int(value):
+                raise ConfigError(f"saliency.{key}", "null or an integer >= 1", value)
+        if not self.splits or not all(isinstance(s, str) for s in self.splits):
+            raise ConfigError("saliency.splits", "a non-empty list of split names", self.splits)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+
+
+def saliency_starts(
+    splits: Mapping[str, slice], window: int, params: SaliencyParams = SaliencyParams()
+) -> np.ndarray:
+    """Window starts to attribute: windows inside each split of `params.splits`.
+
+    Args:
+        splits: {name: slice} from `nlp4neuro.dataset.chronological_split`.
+        window: window length in frames.
+        params: uses `splits`, `window_stride` (None = `window`) and `max_windows`.
+
+    Returns:
+        (n_windows,) int64 sorted starts. With `max_windows`, an evenly spaced subset (first
+        and last window kept), so the selection spans the whole recording deterministically.
+    """
+    missing = [name for name in params.splits if name not in splits]
+    if missing:
+        raise ConfigError("saliency.splits", f"split names among {sorted(splits)}", missing)
+    stride = params.window_stride or window
+    starts = np.concatenate(
+        [window_starts(splits[name], window, stride) for name in params.splits]
+    ).astype(np.int64)
+    starts = np.unique(starts)
+    if starts.size == 0:
+        raise ConfigError(
+            "saliency.splits", f"splits long enough for {window}-frame windows", params.splits
+        )
+    if params.max_windows is not None and starts.size > params.max_windows:
+        keep = np.unique(np.round(np.linspace(0, starts.size - 1, params.max_windows)))
+        starts = starts[keep.astype(np.int64)]
+    return starts
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    """(T, N) float32 CPU tensor from a tensor, numpy array or DataArray."""
+    if isinstance(x, xr.DataArray):
+        x = x.transpose("time", "neuron").values if set(x.dims) == {"time", "neuron"} else x.values
+    tensor = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    tensor = tensor.detach().to("cpu", torch.float32)
+    if tensor.ndim != 2:
+        raise ValueError(f"x: expected shape (T, n_neurons), found {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        raise ValueError("x: expected finite values, found NaN or inf")
+    return tensor
+
+
+def _check_starts(starts: Any, window: int, n_frames: int) -> np.ndarray:
+    starts = np.asarray(starts, dtype=np.int64).ravel()
+    if not _positive_int(window):
+        raise ValueError(f"window: expected an integer >= 1, found {window!r}")
+    if starts.size == 0:
+        raise ValueError("starts: expected at least one window start, found none")
+    if starts.min() < 0 or starts.max() + window > n_frames:
+        raise ValueError(
+            f"starts: expected windows inside [0, {n_frames}) frames, found starts in "
+            f"[{starts.min()}, {starts.max()}] with window {window}"
+        )
+    return starts
+
+
+def _baseline_vector(
+    baseline_values: Any, n_neurons: int, *, required: bool = False
+) -> torch.Tensor | None:
+    """(n_neurons,) float32 baseline, or None meaning zeros."""
+    if baseline_values is None:
+        if required:
+            raise ConfigError(
+                "saliency.baseline",
+                "'zeros', or 'training_mean' together with a per-neuron baseline_values vector",
+                "training_mean without baseline_values",
+            )
+        return None
+    vector = torch.as_tensor(np.asarray(baseline_values, dtype=np.float32))
+    if vector.shape != (n_neurons,):
+        raise ValueError(
+            f"baseline_values: expected shape ({n_neurons},), found {tuple(vector.shape)}"
+        )
+    return vector
+
+
+def _windows(x: torch.Tensor, starts: np.ndarray, window: int) -> torch.Tensor:
+    index = torch.as_tensor(starts, dtype=torch.long)[:, None] + torch.arange(window)
+    return x[index]
+
+
+def _no_cudnn(device: torch.device) -> contextlib.AbstractContextManager:
+    # cuDNN RNNs refuse backward in eval mode; attributions need eval mode (no dropout).
+    if device.type == "cuda":
+        return torch.backends.cudnn.flags(enabled=False)
+    return contextlib.nullcontext()
+
+
+def _captum_method(name: str, wrapper: nn.Module) -> Any:
+    return {
+        "integrated_gradients": IntegratedGradients,
+        "saliency": Saliency,
+        "input_x_gradient": InputXGradient,
+    }[name](wrapper)
+
+
+def _attribute_batch(
+    method: Any, xb: torch.Tensor, base: torch.Tensor, target: int, params: SaliencyParams
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Signed (B, window, N) float32 CPU attributions of one target, and IG's deltas (B,)."""
+    if isinstance(method, IntegratedGradients):
+        attr, delta = method.attribute(
+            xb,
+            baselines=base,
+            target=target,
+            n_steps=params.n_steps,
+            method=params.ig_method,
+            internal_batch_size=params.internal_batch_size,
+            return_convergence_delta=True,
+        )
+        return attr.detach().float().cpu(), delta.detach().double().cpu()
+    # gradient methods need an input that requires grad (captum would set it and warn)
+    xb = xb.detach().requires_grad_()
+    if isinstance(method, Saliency):
+        return method.attribute(xb, target=target, abs=False).detach().float().cpu(), None
+    return method.attribute(xb, target=target).detach().float().cpu(), None
+
+
+class _WindowTargets(nn.Module):
+    """(batch, window, N) -> (batch, K + 1): per-angle sums over frames, then the summed tail."""
+
+    def __init__(self, model: nn.Module, per_frame_mean: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.per_frame_mean = per_frame_mean
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x).float()
+        if out.ndim != 3 or out.shape[:2] != x.shape[:2]:
+            raise ValueError(
+                f"model output: expected (batch, window, n_outputs) = ({x.shape[0]}, "
+                f"{x.shape[1]}, K), found {tuple(out.shape)}"
+            )
+        per_angle = out.mean(dim=1) if self.per_frame_mean else out.sum(dim=1)
+        return torch.cat([per_angle, per_angle.sum(dim=1, keepdim=True)], dim=1)
+
+
+def _neuron_coords(source: Any, n_neurons: int) -> dict[str, Any]:
+    """Neuron coordinates (plane, x_um, ...) of a Dataset/DataArray, checked against N."""
+    if source is None:
+        return {"neuron": np.arange(n_neurons, dtype=np.int64)}
+    coords = {}
+    for name in _NEURON_COORDS:
+        if name in source.coords and source[name].dims == ("neuron",):
+            values = source[name].values
+            if values.shape != (n_neurons,):
+                raise ValueError(
+                    f"neuron_coords[{name!r}]: expected {n_neurons} neurons, found {values.shape}"
+                )
+            coords[name] = ("neuron", values)
+    coords.setdefault("neuron", np.arange(n_neurons, dtype=np.int64))
+    return coords
+
+
+def _time_coords(source: Any, frame_index: np.ndarray, n_frames: int) -> dict[str, Any]:
+    coords: dict[str, Any] = {"frame_index": ("time", frame_index)}
+    if source is None:
+        return coords
+    for name in ("time", "frame", "stimulus", "split"):
+        if name in source.coords and source[name].dims == ("time",):
+            values = source[name].values
+            if values.shape == (n_frames,):
+                coords[name] = ("time", values[frame_index])
+    return coords
+
+
+# ----------------------------------------------------------------------------------------------
+# Attributions
+
+
+def attribute(
+    model: nn.Module,
+    x: Any,
+    starts: Any,
+    window: int,
+    params: SaliencyParams = SaliencyParams(),
+    device: str | torch.device = "cpu",
+    *,
+    neuron_coords: xr.Dataset | xr.DataArray | None = None,
+    baseline_values: np.ndarray | None = None,
+    segment_names: Sequence[str] | None = None,
+) -> xr.Dataset:
+    """Attribute each window's summed output(s) to the input neurons.
+
+    Args:
+        model: torch decoder, forward (batch, window, N) -> (batch, window, K).
+        x: (T, N) float32 normalised inputs (numpy, tensor, or a DataArray (time, neuron) whose
+            coords are used when `neuron_coords` is None).
+        starts: (n_windows,) first frame of each window (positions along T).
+        window: window length in frames.
+        params: method, baseline, targets, batching (see `SaliencyParams`).
+        device: where the model lives; windows are moved there batch by batch.
+        neuron_coords: dataset (e.g. the fish's netCDF) whose neuron coords (plane, roi, x_um,
+            y_um, z_um, region) and time coords (time, frame, stimulus) are copied.
+        baseline_values: (N,) baseline for ``params.baseline == "training_mean"``.
+        segment_names: names of the K outputs; default theta_00..theta_{K-1}.
+
+    Returns:
+        xr.Dataset with
+        - ``importance`` (target, neuron) float32: mean over covered frames of |attribution|
+          (each window's |attribution| is averaged over the windows covering a frame first, so
+          every frame weighs equally). Targets are the K angles and ``summed`` for
+          ``target="each"``, only ``summed`` otherwise.
+        - ``frame_importance`` (time, neuron) float32, summed target only (if `keep_frames`):
+          attribution of each covered frame (|.| if `absolute`, else signed), averaged over the
+          windows covering the frame; coord ``frame_index`` = position along x's time axis.
+        - for Integrated Gradients: ``convergence_delta`` (target): mean |sum of attributions -
+          (F(x) - F(baseline))| per window, ``output_change`` (target): mean |F(x) -
+          F(baseline)|; attr ``convergence_delta_relative`` = their ratio over all targets.
+        - attrs: method, baseline, window_frames, n_windows, params (JSON), versions (JSON).
+        Attributions are in output units (radians summed over the window's frames) per neuron.
+    """
+    device = torch.device(device)
+    source = (
+        neuron_coords if neuron_coords is not None else (x if isinstance(x, xr.DataArray) else None)
+    )
+    x_t = _as_tensor(x)
+    n_frames, n_neurons = x_t.shape
+    starts = _check_starts(starts, window, n_frames)
+    baseline = _baseline_vector(
+        baseline_values if params.baseline == "training_mean" else None,
+        n_neurons,
+        required=params.baseline == "training_mean",
+    )
+
+    # Frame bookkeeping: every covered frame weighs 1 in the global importance, whatever the
+    # number of windows covering it.
+    coverage = np.bincount((starts[:, None] + np.arange(window)).ravel(), minlength=n_frames)
+    frame_index = np.flatnonzero(coverage)
+    position = np.full(n_frames, -1, dtype=np.int64)
+    position[frame_index] = np.arange(frame_index.size)
+    weight = np.zeros(n_frames, dtype=np.float64)
+    weight[frame_index] = 1.0 / coverage[frame_index]
+
+    was_training = model.training
+    model.eval()
+    wrapper = _WindowTargets(model).to(device)
+    with torch.no_grad():
+        n_outputs = wrapper(_windows(x_t, starts[:1], window).to(device)).shape[1] - 1
+    names = (
+        list(segment_names)
+        if segment_names is not None
+        else [f"theta_{k:02d}" for k in range(n_outputs)]
+    )
+    if len(names) != n_outputs:
+        raise ValueError(f"segment_names: expected {n_outputs} names, found {len(names)}")
+    target_names = [*names, SUMMED] if params.target == "each" else [SUMMED]
+    target_index = [*range(n_outputs), n_outputs] if params.target == "each" else [n_outputs]
+
+    method = _captum_method(params.method, wrapper)
+
+    importance_sum = np.zeros((len(target_names), n_neurons), dtype=np.float64)
+    frames = (
+        np.zeros((frame_index.size, n_neurons), dtype=np.float32) if params.keep_frames else None
+    )
+    delta_sum = np.zeros(len(target_names), dtype=np.float64)
+    change_sum = np.zeros(len(target_names), dtype=np.float64)
+    n_batches = -(-starts.size // params.batch_windows)
+    log_every = max(1, n_batches // 10)
+    logger.info(
+        "attributing %d windows of %d frames x %d neurons (%s, %d target(s), %d batch(es))",
+        starts.size,
+        window,
+        n_neurons,
+        params.method,
+        len(target_names),
+        n_batches,
+    )
+    try:
+        with _no_cudnn(device):
+            for b in range(n_batches):
+                batch_starts = starts[b * params.batch_windows : (b + 1) * params.batch_windows]
+                xb = _windows(x_t, batch_starts, window).to(device)
+                base = (
+                    torch.zeros_like(xb[:1])
+                    if baseline is None
+                    else baseline.to(device).expand(1, window, n_neurons).contiguous()
+                )
+                w = torch.as_tensor(
+                    weight[batch_starts[:, None] + np.arange(window)], dtype=torch.float64
+                )
+                for j, target in enumerate(target_index):
+                    attr, delta = _attribute_batch(method, xb, base, target, params)
+                    if delta is not None:
+                        with torch.no_grad():
+                            change = wrapper(xb)[:, target] - wrapper(base)[:, target]
+                        delta_sum[j] += delta.abs().sum().item()
+                        change_sum[j] += change.abs().sum().item()
+                    attr = attr.to(torch.float64)
+                    importance_sum[j] += (attr.abs() * w[..., None]).sum(dim=(0, 1)).numpy()
+                    if frames is not None and target_names[j] == SUMMED:
+                        values = attr.abs() if params.absolute else attr
+                        values = (values * w[..., None]).numpy().astype(np.float32)
+                        for i, s in enumerate(batch_starts):
+                            p = position[s]
+                            frames[p : p + window] += values[i]
+                if (b + 1) % log_every == 0 or b + 1 == n_batches:
+                    logger.info("saliency: %d/%d batches", b + 1, n_batches)
+    finally:
+        model.train(was_training)
+
+    importance = (importance_sum / frame_index.size).astype(np.float32)
+    data_vars: dict[str, Any] = {"importance": (("target", "neuron"), importance)}
+    coords: dict[str, Any] = {"target": target_names, **_neuron_coords(source, n_neurons)}
+    attrs: dict[str, Any] = {
+        "method": params.method,
+        "baseline": params.baseline,
+        "window_frames": int(window),
+        "n_windows": int(starts.size),
+        "n_frames_covered": int(frame_index.size),
+        "params": json.dumps(asdict(params), sort_keys=True),
+        "units": "output units (rad summed over the window's frames) attributed per neuron",
+        "versions": versions_json(),
+    }
+    if frames is not None:
+        data_vars["frame_importance"] = (("time", "neuron"), frames)
+        coords.update(_time_coords(source, frame_index, n_frames))
+    if params.method == "integrated_gradients":
+        data_vars["convergence_delta"] = ("target", (delta_sum / starts.size).astype(np.float32))
+        data_vars["output_change"] = ("target", (change_sum / starts.size).astype(np.float32))
+        total_change = change_sum.sum()
+        relative = float(delta_sum.sum() / total_change) if total_change > 0 else float("nan")
+        attrs["convergence_delta_relative"] = relative
+        logger.info(
+            "integrated gradients: mean |delta| / mean |F(x) - F(baseline)| = %.3g", relative
+        )
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def window_attributions(
+    model: nn.Module,
+    windows: Any,
+    params: SaliencyParams = SaliencyParams(),
+    device: str | torch.device = "cpu",
+    *,
+    baseline_values: np.ndarray | None = None,
+    segment_names: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Signed attributions of a few windows, every frame kept (for inspection and tests).
+
+    Args:
+        model: torch decoder, forward (batch, window, N) -> (batch, window, K).
+        windows: (B, window, N) normalised inputs.
+        params: method, baseline and target mode (`batch_windows` is ignored: one batch).
+        device: where the model lives.
+        baseline_values: (N,) baseline for ``params.baseline == "training_mean"``.
+        segment_names: names of the K outputs; default theta_00..theta_{K-1}.
+
+    Returns:
+        {target name: (B, window, N) float32 signed attribution} for the targets of
+        `params.target` (the K angles then "summed", or "summed" only).
+    """
+    device = torch.device(device)
+    xb = torch.as_tensor(np.asarray(windows, dtype=np.float32)).to(device)
+    if xb.ndim != 3:
+        raise ValueError(f"windows: expected shape (B, window, N), found {tuple(xb.shape)}")
+    n_neurons = xb.shape[2]
+    baseline = _baseline_vector(
+        baseline_values if params.baseline == "training_mean" else None,
+        n_neurons,
+        required=params.baseline == "training_mean",
+    )
+    base = (
+        torch.zeros_like(xb[:1])
+        if baseline is None
+        else baseline.to(device).expand(1, xb.shape[1], n_neurons).contiguous()
+    )
+    was_training = model.training
+    model.eval()
+    wrapper = _WindowTargets(model).to(device)
+    try:
+        with torch.no_grad():
+            n_outputs = wrapper(xb[:1]).shape[1] - 1
+        names = (
+            list(segment_names)
+            if segment_names is not None
+            else [f"theta_{k:02d}" for k in range(n_outputs)]
+        )
+        if len(names) != n_outputs:
+            raise ValueError(f"segment_names: expected {n_outputs} names, found {len(names)}")
+        targets = dict(zip([*names, SUMMED], range(n_outputs + 1), strict=True))
+        if params.target == "summed":
+            targets = {SUMMED: n_outputs}
+        method = _captum_method(params.method, wrapper)
+        with _no_cudnn(device):
+            return {
+                name: _attribute_batch(method, xb, base, index, params)[0].numpy()
+                for name, index in targets.items()
+            }
+    finally:
+        model.train(was_training)
+
+
+# ----------------------------------------------------------------------------------------------
+# Ablations
+
+
+def _region_codes(region_labels: Any, n_neurons: int) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(region_labels).astype(str)
+    if labels.shape != (n_neurons,):
+        raise ValueError(f"region_labels: expected shape ({n_neurons},), found {labels.shape}")
+    labels = np.where(labels == "", UNLABELLED, labels)
+    names, codes = np.unique(labels, return_inverse=True)
+    return names, codes.astype(np.int64)
+
+
+class _AblationOutputs(nn.Module):
+    """(batch, window, N), y (batch, window, K) -> (batch, 2): [mean summed tail, MSE]."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = self.model(x).float()
+        summed = out.sum(dim=2).mean(dim=1)
+        mse = ((out - y) ** 2).mean(dim=(1, 2))
+        return torch.stack([summed, mse], dim=1)
+
+
+def region_ablation(
+    model: nn.Module,
+    x: Any,
+    starts: Any,
+    window: int,
+    region_labels: Any,
+    device: str | torch.device = "cpu",
+    *,
+    y_true: Any = None,
+    baseline_values: np.ndarray | None = None,
+    batch_windows: int = 8,
+) -> pd.DataFrame:
+    """Ablate all neurons of one region together (captum FeatureAblation) and measure the damage.
+
+    Each region's neurons are set to the baseline (0 = training mean for z-scored inputs, or
+    `baseline_values`) on every frame of the window; all other neurons keep their values.
+    Neurons with an empty region label form one group named "unlabelled".
+
+    Args:
+        model: torch decoder (batch, window, N) -> (batch, window, K).
+        x: (T, N) normalised inputs.
+        starts: (n_windows,) window starts.
+        window: window length in frames.
+        region_labels: (N,) region name per neuron.
+        device: where the model lives.
+        y_true: (T, K) true tail angles (radians); without it only output changes are reported.
+        baseline_values: (N,) value of an ablated neuron; None = 0.
+        batch_windows: windows per FeatureAblation call.
+
+    Returns:
+        One row per region, sorted by damage (delta_mse if y_true else output change):
+        region, n_neurons, mean_abs_output_change (rad: |change| of the summed tail angle
+        averaged over a window's frames, mean over windows), mean_output_change (signed), and
+        with y_true: baseline_mse, ablated_mse, delta_mse (rad^2), baseline_rmse, ablated_rmse,
+        delta_rmse (rad). MSE is pooled over windows, frames and angles.
+    """
+    device = torch.device(device)
+    x_t = _as_tensor(x)
+    n_frames, n_neurons = x_t.shape
+    starts = _check_starts(starts, window, n_frames)
+    names, codes = _region_codes(region_labels, n_neurons)
+    baseline = _baseline_vector(baseline_values, n_neurons)
+    y_t = None
+    if y_true is not None:
+        y_t = torch.as_tensor(np.asarray(y_true, dtype=np.float32))
+        if y_t.ndim != 2 or y_t.shape[0] != n_frames:
+            raise ValueError(f"y_true: expected shape ({n_frames}, K), found {tuple(y_t.shape)}")
+    representative = np.array([np.flatnonzero(codes == r)[0] for r in range(names.size)])
+    mask = torch.as_tensor(codes).expand(1, window, n_neurons).to(device)
+
+    was_training = model.training
+    model.eval()
+    wrapper = _AblationOutputs(model).to(device)
+    ablation = FeatureAblation(wrapper)
+    change_abs = np.zeros(names.size)
+    change_signed = np.zeros(names.size)
+    mse_drop = np.zeros(names.size)
+    mse_base = 0.0
+    try:
+        for begin in range(0, starts.size, batch_windows):
+            batch_starts = starts[begin : begin + batch_windows]
+            xb = _windows(x_t, batch_starts, window).to(device)
+            yb = (
+                _windows(y_t, batch_starts, window).to(device)
+                if y_t is not None
+                else torch.zeros(xb.shape[0], window, 1, device=device)
+            )
+            base = 0.0 if baseline is None else baseline.to(device).expand(1, window, n_neurons)
+            targets = (0, 1) if y_t is not None else (0,)
+            for target in targets:
+                # FeatureAblation attribution = F(x) - F(x with the group ablated), per window.
+                attr = ablation.attribute(
+                    xb,
+                    baselines=base,
+                    target=target,
+                    additional_forward_args=(yb,),
+                    feature_mask=mask,
+                )
+                per_region = attr[:, 0, representative].detach().double().cpu().numpy()
+                if target == 0:
+                    change_abs += np.abs(per_region).sum(axis=0)
+                    change_signed += -per_region.sum(axis=0)
+                else:
+                    mse_drop += per_region.sum(axis=0)
+            if y_t is not None:
+                with torch.no_grad():
+                    mse_base += wrapper(xb, yb)[:, 1].double().sum().item()
+    finally:
+        model.train(was_training)
+
+    n_windows = starts.size
+    table = pd.DataFrame(
+        {
+            "region": names,
+            "n_neurons": np.bincount(codes, minlength=names.size),
+            "mean_abs_output_change": change_abs / n_windows,
+            "mean_output_change": change_signed / n_windows,
+        }
+    )
+    sort_by = "mean_abs_output_change"
+    if y_t is not None:
+        baseline_mse = mse_base / n_windows
+        ablated = baseline_mse - mse_drop / n_windows
+        table["baseline_mse"] = baseline_mse
+        table["ablated_mse"] = ablated
+        table["delta_mse"] = ablated - baseline_mse
+        table["baseline_rmse"] = np.sqrt(baseline_mse)
+        table["ablated_rmse"] = np.sqrt(np.maximum(ablated, 0.0))
+        table["delta_rmse"] = table["ablated_rmse"] - table["baseline_rmse"]
+        sort_by = "delta_mse"
+    return table.sort_values(sort_by, ascending=False, ignore_index=True)
+
+
+def _masked_rmse(
+    model: nn.Module,
+    x_t: torch.Tensor,
+    y: np.ndarray,
+    starts: np.ndarray,
+    window: int,
+    masked: np.ndarray,
+    baseline: torch.Tensor | None,
+    device: torch.device,
+    batch_windows: int,
+) -> float:
+    """Pooled RMSE (rad) of frame-averaged predictions with `masked` neurons at the baseline."""
+    masked_t = torch.as_tensor(masked, dtype=torch.long)
+    outputs = []
+    with torch.no_grad():
+        for begin in range(0, starts.size, batch_windows):
+            xb = _windows(x_t, starts[begin : begin + batch_windows], window)
+            if masked_t.numel():
+                xb[..., masked_t] = 0.0 if baseline is None else baseline[masked_t]
+            outputs.append(model(xb.to(device)).float().cpu().numpy())
+    frame_index, averaged = average_window_predictions(
+        starts, window, np.concatenate(outputs), x_t.shape[0]
+    )
+    error = averaged.astype(np.float64) - y[frame_index]
+    return float(np.sqrt(np.mean(error**2)))
+
+
+def deletion_curve(
+    model: nn.Module,
+    x: Any,
+    y_true: Any,
+    starts: Any,
+    window: int,
+    ranking: Any,
+    ks: Sequence[int],
+    n_random: int = 20,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    *,
+    baseline_values: np.ndarray | None = None,
+    batch_windows: int = 16,
+) -> pd.DataFrame:
+    """Decoding RMSE when the k most important neurons vs k random neurons are masked.
+
+    Masked neurons are set to the baseline (0 = training mean for z-scored inputs) on every
+    frame at inference; the model is not retrained. Random sets are drawn uniformly from all N
+    neurons (top neurons included), `n_random` times per k with one seeded generator, so the
+    curve is reproducible. If attribution found the neurons the decoder relies on, the top-k
+    curve rises above the random band.
+
+    Args:
+        model: torch decoder.
+        x: (T, N) normalised inputs.
+        y_true: (T, K) true tail angles (radians).
+        starts: (n_windows,) window starts (predictions of overlapping windows are averaged
+            per frame before scoring, as in training's test scoring).
+        window: window length in frames.
+        ranking: neuron indices, most important first (e.g. argsort of -importance); at least
+            max(ks) long.
+        ks: numbers of neurons to mask (0 gives the unmasked RMSE).
+        n_random: random sets per k.
+        seed: seed of the numpy Generator drawing the random sets.
+        device: where the model lives.
+        baseline_values: (N,) value of a masked neuron; None = 0.
+        batch_windows: windows per forward pass.
+
+    Returns:
+        One row per (condition, k): k, condition ("top" or "random"), rmse_mean, rmse_sd
+        (sample sd over random repeats; 0 for "top"), n_repeats. RMSE in radians, pooled over
+        covered frames and angles.
+    """
+    device = torch.device(device)
+    x_t = _as_tensor(x)
+    n_frames, n_neurons = x_t.shape
+    starts = _check_starts(starts, window, n_frames)
+    y = np.asarray(y_true, dtype=np.float64)
+    if y.ndim != 2 or y.shape[0] != n_frames:
+        raise ValueError(f"y_true: expected shape ({n_frames}, K), found {y.shape}")
+    ranking = np.asarray(ranking, dtype=np.int64).ravel()
+    ks = [int(k) for k in ks]
+    if not ks or min(ks) < 0 or max(ks) > min(ranking.size, n_neurons):
+        raise ValueError(f"ks: expected values in [0, {min(ranking.size, n_neurons)}], found {ks}")
+    if ranking.size and (ranking.min() < 0 or ranking.max() >= n_neurons):
+        raise ValueError(f"ranking: expected neuron indices in [0, {n_neurons}), found others")
+    if np.unique(ranking).size != ranking.size:
+        raise ValueError("ranking: expected distinct neuron indices, found repeats")
+    if n_random < 1:
+        raise ValueError(f"n_random: expected >= 1, found {n_random}")
+    baseline = _baseline_vector(baseline_values, n_neurons)
+    rng = np.random.default_rng(seed)
+
+    was_training = model.training
+    model.eval()
+    rows = []
+    try:
+        for k in ks:
+            top = _masked_rmse(
+                model, x_t, y, starts, window, ranking[:k], baseline, device, batch_windows
+            )
+            rows.append(
+                {"k": k, "condition": "top", "rmse_mean": top, "rmse_sd": 0.0, "n_repeats": 1}
+            )
+            random = [
+                _masked_rmse(
+                    model,
+                    x_t,
+                    y,
+                    starts,
+                    window,
+                    rng.choice(n_neurons, size=k, replace=False),
+                    baseline,
+                    device,
+                    batch_windows,
+                )
+                for _ in range(n_random)
+            ]
+            rows.append(
+                {
+                    "k": k,
+                    "condition": "random",
+                    "rmse_mean": float(np.mean(random)),
+                    "rmse_sd": float(np.std(random, ddof=1)) if n_random > 1 else 0.0,
+                    "n_repeats": n_random,
+                }
+            )
+            logger.info(
+                "deletion k=%d: top %.4g rad, random %.4g +- %.2g rad",
+                k,
+                top,
+                rows[-1]["rmse_mean"],
+                rows[-1]["rmse_sd"],
+            )
+    finally:
+        model.train(was_training)
+    return pd.DataFrame(rows, columns=["k", "condition", "rmse_mean", "rmse_sd", "n_repeats"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Comparators and map statistics
+
+
+def correlation_motor_map(dff: Any, tail: Any) -> np.ndarray:
+    """|Pearson r| of each neuron with the summed tail angle: the classic motor-correlation map.
+
+    Args:
+        dff: (T, N) neural signal (any normalisation: r is scale-free).
+        tail: (T, K) tail angles (summed over K) or (T,) an already summed trace.
+
+    Returns:
+        (N,) float64 |r| in [0, 1]; 0 for neurons (or a tail) without variance.
+    """
+    dff = np.asarray(dff, dtype=np.float64)
+    tail = np.asarray(tail, dtype=np.float64)
+    if tail.ndim == 2:
+        tail = tail.sum(axis=1)
+    if dff.ndim != 2 or tail.shape != (dff.shape[0],):
+        raise ValueError(
+            f"dff, tail: expected (T, N) and (T,) or (T, K), found {dff.shape} and {tail.shape}"
+        )
+    if not (np.isfinite(dff).all() and np.isfinite(tail).all()):
+        raise ValueError("dff, tail: expected finite values, found NaN or inf")
+    dc = dff - dff.mean(axis=0)
+    tc = tail - tail.mean()
+    denominator = np.sqrt((dc**2).sum(axis=0) * (tc**2).sum())
+    numerator = np.abs(tc @ dc)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), 0.0)
+    return np.clip(r, 0.0, 1.0)
+
+
+def top_k_indices(importance: Any, k: int) -> np.ndarray:
+    """Indices of the k largest values, most important first (ties: lower index first)."""
+    importance = np.asarray(importance, dtype=np.float64).ravel()
+    return np.argsort(-importance, kind="stable")[: int(k)]
+
+
+def map_similarity(a: Any, b: Any, top_k: int = 50) -> dict[str, float]:
+    """Agreement of two per-neuron importance maps (e.g. pretrained vs untrained twin).
+
+    Args:
+        a, b: (N,) importance maps over the same neurons.
+        top_k: size of the top sets compared (clipped to N).
+
+    Returns:
+        {"spearman_rho", "spearman_p", "top_k", "jaccard_top_k", "n_neurons"}. Jaccard =
+        |top_a & top_b| / |top_a | top_b|; two unrelated maps give about k / (2N - k).
+    """
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(
+            f"a, b: expected two maps of one shape (N >= 2,), found {a.shape}, {b.shape}"
+        )
+    k = int(min(max(top_k, 1), a.size))
+    rho, p = stats.spearmanr(a, b)
+    top_a, top_b = set(top_k_indices(a, k).tolist()), set(top_k_indices(b, k).tolist())
+    return {
+        "spearman_rho": float(rho),
+        "spearman_p": float(p),
+        "top_k": k,
+        "jaccard_top_k": len(top_a & top_b) / len(top_a | top_b),
+        "n_neurons": int(a.size),
+    }
+
+
+def ground_truth_auc(importance: Any, is_driver: Any) -> float:
+    """ROC AUC of the importance map at separating planted driver neurons from the others.
+
+    Args:
+        importance: (N,) importance (higher = more important).
+        is_driver: (N,) bool, True for the simulator's planted drivers.
+
+    Returns:
+        AUC in [0, 1]; 0.5 = chance, 1 = every driver ranked above every other neuron.
+    """
+    importance = np.asarray(importance, dtype=np.float64).ravel()
+    is_driver = np.asarray(is_driver, dtype=bool).ravel()
+    if importance.shape != is_driver.shape:
+        raise ValueError(
+            f"importance, is_driver: expected one shape, found {importance.shape} "
+            f"and {is_driver.shape}"
+        )
+    n_drivers = int(is_driver.sum())
+    if n_drivers == 0 or n_drivers == is_driver.size:
+        raise ValueError(
+            f"is_driver: expected both driver and non-driver neurons, found {n_drivers} of "
+            f"{is_driver.size} drivers"
+        )
+    return float(roc_auc_score(is_driver, importance))
