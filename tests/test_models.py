@@ -595,3 +595,25 @@ def test_gradients_reach_exactly_the_trainable_weights(tiny, finetune):
 def test_save_decoder_needs_a_built_model(tmp_path):
     with pytest.raises(ValueError, match="build_decoder"):
         save_decoder(torch.nn.Linear(2, 2), tmp_path / "x")
+
+
+def test_initialise_readout_sets_bias_to_mean_and_scales_weights_by_sd():
+    from nlp4neuro.models import RecurrentDecoder, initialise_readout
+
+    model = RecurrentDecoder(3, 2, cell="gru", hidden_size=2, num_layers=1, dropout=0.0)
+    with torch.no_grad():
+        model.readout.weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 4.0]]))
+        model.readout.bias.zero_()
+    assert initialise_readout(model, np.array([0.1, -0.3]), np.array([0.5, 2.0]))
+    # row k of the weights times sd_k; the bias is the mean
+    torch.testing.assert_close(model.readout.weight, torch.tensor([[0.5, -1.0], [1.0, 8.0]]))
+    torch.testing.assert_close(model.readout.bias, torch.tensor([0.1, -0.3]))
+
+
+def test_initialise_readout_rejects_wrong_shapes_and_skips_models_without_readout():
+    from nlp4neuro.models import RecurrentDecoder, initialise_readout
+
+    model = RecurrentDecoder(3, 2, cell="gru", hidden_size=2, num_layers=1, dropout=0.0)
+    with pytest.raises(ValueError, match="expected shape"):
+        initialise_readout(model, np.zeros(3), np.ones(3))
+    assert not initialise_readout(torch.nn.Linear(3, 2), np.zeros(2), np.ones(2))

@@ -1,3 +1,3 @@
-"""nlp4neuro: decode zebrafish tail behaviour from brain-wide calcium imaging with language models."""
+"""nlp4neuro: decode zebrafish tail behaviour from calcium imaging with language models."""
 
 __version__ = "0.1.0"

@@ -40,11 +40,18 @@ from torch import nn
 
 from nlp4neuro import dataset as ds_mod
 from nlp4neuro.errors import ConfigError, InputFileError
-from nlp4neuro.models import ModelSpec, build_decoder, load_decoder, save_decoder
+from nlp4neuro.models import (
+    ModelSpec,
+    build_decoder,
+    initialise_readout,
+    load_decoder,
+    save_decoder,
+)
 from nlp4neuro.provenance import atomic_output, versions, versions_json
 
 logger = logging.getLogger(__name__)
 
+READOUT_INITS = ("targets", "default")
 CHECKPOINT_NAME = "checkpoint.pt"
 CURVE_NAME = "training_curve.csv"
 PREDICTIONS_NAME = "predictions.nc"
@@ -86,6 +93,9 @@ class TrainingParams:
         device: "auto" (CUDA only if the job was given a GPU), "cpu" or "cuda".
         bf16: autocast the forward pass to bfloat16 on CUDA; ignored on CPU.
         num_threads: torch intra-op threads; None = leave torch's default.
+        readout_init: "targets" starts the readout at the training targets' mean and scale
+            (`nlp4neuro.models.initialise_readout`); "default" keeps PyTorch's initialisation
+            (the reference code).
     """
 
     epochs: int = 10
@@ -104,6 +114,7 @@ class TrainingParams:
     input_normalisation: str = "zscore"
     device: str = "auto"
     bf16: bool = True
+    readout_init: str = "targets"
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -142,6 +153,7 @@ class TrainingParams:
             ),
             ("device", self.device in _DEVICES, f"one of {_DEVICES}"),
             ("bf16", isinstance(self.bf16, bool), "true or false"),
+            ("readout_init", self.readout_init in READOUT_INITS, f"one of {READOUT_INITS}"),
             (
                 "num_threads",
                 self.num_threads is None or (_is_int(self.num_threads) and self.num_threads >= 1),
@@ -630,6 +642,9 @@ def train_and_predict(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if isinstance(model, nn.Module):
+        if params.readout_init == "targets":
+            train_tail = tail[splits["train"]]
+            initialise_readout(model, train_tail.mean(axis=0), train_tail.std(axis=0) + 1e-6)
         config = _canonical(
             {
                 "spec": spec_dict,

@@ -155,6 +155,37 @@ def saliency_models():
     return list(chosen)
 
 
+def saliency_dir(model, window, fish, seed):
+    return f"results/saliency/{model}/w{window}/fish{fish}/seed{seed}"
+
+
+def saliency_runs():
+    return all_runs(saliency_models())
+
+
+def get_explain_inputs(wildcards):
+    run = run_dir(wildcards.model, wildcards.window, wildcards.fish, wildcards.seed)
+    inputs = {
+        "dataset": f"results/datasets/fish{wildcards.fish}.nc",
+        "model": f"{run}/model",
+        "predictions": f"{run}/predictions.nc",
+    }
+    spec = MODELS[wildcards.model]
+    if spec["kind"] == "llm":
+        inputs["backbone"] = f"resources/backbones/{backbone_key(spec['source'])}"
+    if config["data"]["source"] == "synthetic":
+        inputs["raw"] = raw_fish_dir(wildcards.fish)
+    return inputs
+
+
+def atlas_inputs():
+    atlas = config["saliency"]["atlas"]
+    files = [atlas[key] for key in ("path", "labels") if atlas.get(key)]
+    if isinstance(atlas.get("affine"), str):
+        files.append(atlas["affine"])
+    return files
+
+
 def get_final_outputs():
     outputs = expand("results/datasets/fish{fish}.nc", fish=FISH)
     outputs += all_predictions()
@@ -168,4 +199,8 @@ def get_final_outputs():
     )
     if config["saliency"]["enabled"] and saliency_models():
         outputs += ["results/saliency/summary/regions.csv"]
+        outputs += expand(
+            "results/saliency/summary/region_importance_{model}.png",
+            model=saliency_models(),
+        )
     return outputs

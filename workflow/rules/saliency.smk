@@ -1,37 +1,6 @@
 # Saliency: which neurons and brain regions each trained decoder relies on.
 
 
-def saliency_dir(model, window, fish, seed):
-    return f"results/saliency/{model}/w{window}/fish{fish}/seed{seed}"
-
-
-def saliency_runs():
-    return all_runs(saliency_models())
-
-
-def get_explain_inputs(wildcards):
-    run = run_dir(wildcards.model, wildcards.window, wildcards.fish, wildcards.seed)
-    inputs = {
-        "dataset": f"results/datasets/fish{wildcards.fish}.nc",
-        "model": f"{run}/model",
-        "predictions": f"{run}/predictions.nc",
-    }
-    spec = MODELS[wildcards.model]
-    if spec["kind"] == "llm":
-        inputs["backbone"] = f"resources/backbones/{backbone_key(spec['source'])}"
-    if config["data"]["source"] == "synthetic":
-        inputs["raw"] = raw_fish_dir(wildcards.fish)
-    return inputs
-
-
-def atlas_inputs():
-    atlas = config["saliency"]["atlas"]
-    files = [atlas[key] for key in ("path", "labels") if atlas.get(key)]
-    if isinstance(atlas.get("affine"), str):
-        files.append(atlas["affine"])
-    return files
-
-
 rule explain_decoder:
     input:
         unpack(get_explain_inputs),
@@ -130,12 +99,6 @@ rule summarise_saliency:
             category="Saliency",
             labels={"table": "controls and ground truth"},
         ),
-        region_figure=report(
-            "results/saliency/summary/region_importance.png",
-            caption="../report/region_importance.rst",
-            category="Saliency",
-            labels={"figure": "region importance"},
-        ),
         deletion_figure=report(
             "results/saliency/summary/deletion_curves.png",
             caption="../report/deletion_curves.rst",
@@ -155,3 +118,31 @@ rule summarise_saliency:
         code=code_version("saliency", "anatomy", "plots"),
     script:
         "../scripts/summarise_saliency.py"
+
+
+rule plot_region_importance:
+    input:
+        regions=lambda wc: [
+            f"{saliency_dir(wc.model, WINDOWS[0], fish, SEEDS[0])}/regions.csv"
+            for fish in FISH
+        ],
+    output:
+        figure=report(
+            "results/saliency/summary/region_importance_{model}.png",
+            caption="../report/region_importance.rst",
+            category="Saliency",
+            subcategory="Regions",
+            labels={"figure": "region importance", "model": "{model}"},
+        ),
+    log:
+        "logs/saliency/plot_region_importance_{model}.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        fish=FISH,
+        code=code_version("plots"),
+    script:
+        "../scripts/plot_region_importance.py"

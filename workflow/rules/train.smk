@@ -16,6 +16,7 @@ rule prepare_backbone:
         allow_download=lambda wc: any(
             MODELS[m]["allow_download"] for m in BACKBONE_MODELS[wc.backbone]
         ),
+        config_key=lambda wc: f"models.{BACKBONE_MODELS[wc.backbone][0]}.source",
         code=code_version("models"),
     script:
         "../scripts/prepare_backbone.py"

@@ -6,7 +6,8 @@ Public API (see each submodule for details):
 - `LLMDecoder` (llm): frames as tokens through a pretrained language model.
 - `RecurrentDecoder`, `ReservoirDecoder`, `TransformerDecoder`, `RidgeDecoder`, `MeanDecoder`
   (baselines).
-- `build_decoder`, `trainable_parameter_count`, `save_decoder`, `load_decoder` (build).
+- `build_decoder`, `initialise_readout`, `trainable_parameter_count`, `save_decoder`,
+  `load_decoder` (build).
 """
 
 from nlp4neuro.models.backbones import (
@@ -28,6 +29,7 @@ from nlp4neuro.models.baselines import (
 )
 from nlp4neuro.models.build import (
     build_decoder,
+    initialise_readout,
     load_decoder,
     save_decoder,
     trainable_parameter_count,
@@ -51,6 +53,7 @@ __all__ = [
     "backbone_hidden_size",
     "build_decoder",
     "default_lora_targets",
+    "initialise_readout",
     "load_backbone",
     "load_decoder",
     "make_tiny_backbone",

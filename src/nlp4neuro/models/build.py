@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
@@ -299,3 +300,34 @@ def load_decoder(
             )
     model.eval()
     return model
+
+
+def initialise_readout(model: nn.Module, target_mean: np.ndarray, target_std: np.ndarray) -> bool:
+    """Start a torch decoder's per-frame readout at the training targets' scale.
+
+    The readout's bias becomes the training mean of each output and its weights are scaled by
+    each output's training standard deviation, so an untrained decoder predicts about the mean
+    with a spread of the targets' size instead of random offsets of order one radian. This only
+    changes the initialisation (and so how few steps a decoder needs); nothing is frozen.
+
+    Args:
+        model: a decoder from `build_decoder` with an ``output_head`` or ``readout`` Linear.
+        target_mean, target_std: (n_outputs,) training-split mean and sd of the targets.
+
+    Returns:
+        True when a readout was found and initialised.
+    """
+    layer = getattr(model, "output_head", None) or getattr(model, "readout", None)
+    if not isinstance(layer, nn.Linear):
+        return False
+    mean = torch.as_tensor(np.asarray(target_mean), dtype=layer.bias.dtype)
+    std = torch.as_tensor(np.asarray(target_std), dtype=layer.weight.dtype)
+    if mean.shape != (layer.out_features,) or std.shape != (layer.out_features,):
+        raise ValueError(
+            f"target_mean/target_std: expected shape ({layer.out_features},), "
+            f"found {tuple(mean.shape)} and {tuple(std.shape)}"
+        )
+    with torch.no_grad():
+        layer.weight.mul_(std.to(layer.weight.device)[:, None])
+        layer.bias.copy_(mean.to(layer.bias.device))
+    return True
