@@ -23,6 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q

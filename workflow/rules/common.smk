@@ -118,8 +118,26 @@ def raw_fish_dir(fish):
 
 
 def get_raw_input(wildcards):
-    """The raw fish folder: made by the simulator, or the user's own files."""
-    return raw_fish_dir(wildcards.fish)
+    """The fish's raw folder or file (made by the simulator, downloaded, or the user's own)."""
+    inputs = {"raw": raw_fish_dir(wildcards.fish)}
+    if config["download"]["enabled"]:
+        inputs["manifest"] = f"{config['download']['out_dir']}/manifest.json"
+    return inputs
+
+
+_check(
+    config["data"]["source"] != "prepared" or config["preprocessing"]["mode"] == "raw",
+    "preprocessing.mode",
+    "raw with data.source prepared (the prepared matrices are already normalised)",
+    config["preprocessing"]["mode"],
+)
+_check(
+    not config["download"]["enabled"]
+    or config["data"]["raw_dir"] == config["download"]["out_dir"],
+    "data.raw_dir",
+    f"download.out_dir ({config['download']['out_dir']}) when download.enabled",
+    config["data"]["raw_dir"],
+)
 
 
 def run_dir(model, window, fish, seed):

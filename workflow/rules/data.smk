@@ -25,7 +25,7 @@ if config["data"]["source"] == "synthetic":
 
 rule ingest_fish:
     input:
-        raw=get_raw_input,
+        unpack(get_raw_input),
     output:
         ingested="results/ingest/fish{fish}.nc",
     log:
@@ -37,7 +37,7 @@ rule ingest_fish:
         mem_mb=8000,
     params:
         data=config["data"],
-        code=code_version("io"),
+        code=code_version("io", "formats"),
     script:
         "../scripts/ingest_fish.py"
 

@@ -108,7 +108,7 @@ rule summarise_saliency:
     log:
         "logs/saliency/summarise_saliency.log",
     conda:
-        "../../envs/evaluation.yaml"
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,

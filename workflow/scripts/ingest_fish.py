@@ -1,15 +1,19 @@
-"""Read one fish's raw suite2p planes, tail table and annotations into results/ingest/."""
+"""Read one fish's raw imaging, tail and annotations (any supported layout) into results/ingest/."""
 
 from _runtime import start
 
 from nlp4neuro.dataset import write_netcdf
-from nlp4neuro.io import IngestParams, ingest_fish
+from nlp4neuro.formats import ingest_source
+from nlp4neuro.io import IngestParams
 
 logger = start(snakemake)
-ingested = ingest_fish(
+data = snakemake.params.data
+ingested = ingest_source(
+    data["source"],
     snakemake.input.raw,
-    IngestParams.from_config(snakemake.params.data),
-    fish=snakemake.wildcards.fish,
+    snakemake.wildcards.fish,
+    IngestParams.from_config(data),
+    nwb=data["nwb"],
 )
 logger.info(
     "%d neurons x %d frames, %d frames with tail",

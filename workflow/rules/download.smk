@@ -1,0 +1,27 @@
+# Opt-in: fetch the paper's public data set (Harvard Dataverse) before ingesting it.
+# Only the configured fish and file groups are downloaded; files already present and verified
+# are kept, interrupted files resume, and the manifest lists every file with its checksum.
+# The files land beside the manifest, in download.out_dir.
+
+
+if config["download"]["enabled"]:
+
+    rule download_dataverse:
+        output:
+            manifest=f"{config['download']['out_dir']}/manifest.json",
+        log:
+            "logs/download/dataverse.log",
+        conda:
+            "../../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+        params:
+            doi=config["download"]["doi"],
+            server=config["download"]["server"],
+            groups=config["download"]["groups"],
+            fish=FISH,
+            timeout_s=config["download"]["timeout_s"],
+            retries=config["download"]["retries"],
+        script:
+            "../scripts/download_dataverse.py"

@@ -1,0 +1,23 @@
+"""Download the configured fish and file groups of a Dataverse data set (opt-in)."""
+
+from pathlib import Path
+
+from _runtime import start
+
+from nlp4neuro.dataverse import fetch_dataset, paper_include_patterns, write_manifest
+
+logger = start(snakemake)
+params = snakemake.params
+# The data set lands beside the manifest (download.out_dir).
+out_dir = Path(snakemake.output.manifest).parent
+include = paper_include_patterns(params.fish, params.groups)
+logger.info("doi:%s from %s into %s; patterns %s", params.doi, params.server, out_dir, include)
+report = fetch_dataset(
+    params.doi,
+    out_dir,
+    server=params.server,
+    include=include,
+    timeout_s=params.timeout_s,
+    retries=params.retries,
+)
+write_manifest(report, snakemake.output.manifest)
