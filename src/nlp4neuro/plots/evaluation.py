@@ -13,7 +13,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -23,7 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from nlp4neuro.errors import ConfigError, InputFileError
-from nlp4neuro.provenance import atomic_output
+from nlp4neuro.plots import save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +45,6 @@ _METRIC_LABELS = {
     "pearson_r": "Pearson r",
 }
 _SEGMENT_LABELS = {"pooled": "all segments", "summed": "summed tail angle"}
-_DPI = 200
 
 
 def _colour(index: int) -> str:
@@ -65,21 +63,6 @@ def metric_label(metric: str) -> str:
 
 def _segment_label(segment: str) -> str:
     return _SEGMENT_LABELS.get(segment, segment)
-
-
-def _save(fig: Figure, out_stem: str | Path) -> list[Path]:
-    """Write `<out_stem>.png` and `<out_stem>.svg`; return both paths."""
-    stem = Path(out_stem)
-    written = []
-    # A fixed hash salt and no date make the SVG byte-identical between runs.
-    with mpl.rc_context({"svg.hashsalt": "nlp4neuro"}):
-        for suffix, metadata in ((".png", {"Software": None}), (".svg", {"Date": None})):
-            path = stem.with_name(stem.name + suffix)
-            with atomic_output(path) as tmp:
-                fig.savefig(tmp, dpi=_DPI, metadata=metadata)
-            written.append(path)
-    logger.info("wrote %s", ", ".join(str(p) for p in written))
-    return written
 
 
 def _select(summary: pd.DataFrame, metric: str, segment: str) -> pd.DataFrame:
@@ -219,7 +202,7 @@ def plot_model_comparison(
         handles.append(Line2D([], [], color="black", lw=0.8))
         labels.append("pretrained vs untrained:\nHolm-corrected p\n(n.t.: not testable)")
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
-    return _save(fig, out_stem)
+    return save_figure(fig, out_stem)
 
 
 def _annotate_pairs(
@@ -348,7 +331,7 @@ def plot_predictions(
     labels += [f"stimulus: {s}" for s in stimulus_colour]
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8)
     axes[0].set_title(f"fish {fish.pop()}, test split", fontsize=10)
-    return _save(fig, out_stem)
+    return save_figure(fig, out_stem)
 
 
 def plot_training_curves(curves: Mapping[str, pd.DataFrame], out_stem: str | Path) -> list[Path]:
@@ -385,7 +368,7 @@ def plot_training_curves(curves: Mapping[str, pd.DataFrame], out_stem: str | Pat
     ]
     model_handles, _ = ax.get_legend_handles_labels()
     ax.legend(handles=model_handles + style, fontsize=8, frameon=False)
-    return _save(fig, out_stem)
+    return save_figure(fig, out_stem)
 
 
 def plot_window_sweep(
@@ -455,7 +438,7 @@ def plot_window_sweep(
         title="mean ± s.e.m. over fish",
         title_fontsize=8,
     )
-    return _save(fig, out_stem)
+    return save_figure(fig, out_stem)
 
 
 __all__: Sequence[str] = (

@@ -14,36 +14,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from nlp4neuro.provenance import atomic_output
+from nlp4neuro.plots import save_figure
 
 logger = logging.getLogger(__name__)
 
-_DPI = 200
 _TOP_COLOUR = "#56B4E9"  # sky blue outline, visible on the magma colour map
 _FISH_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999")
 _CLIP_PERCENTILE = 99.5
-
-
-def _save(fig: Figure, out_stem: str | Path) -> list[Path]:
-    """Write `<out_stem>.png` and `<out_stem>.svg`; return both paths."""
-    stem = Path(out_stem)
-    written = []
-    # A fixed hash salt and no date keep the SVG byte-identical between runs.
-    with mpl.rc_context({"svg.hashsalt": "nlp4neuro"}):
-        for suffix, metadata in ((".png", {"Software": None}), (".svg", {"Date": None})):
-            path = stem.with_name(stem.name + suffix)
-            with atomic_output(path) as tmp:
-                fig.savefig(tmp, dpi=_DPI, metadata=metadata)
-            written.append(path)
-    logger.info("wrote %s", ", ".join(str(p) for p in written))
-    return written
 
 
 def _natural(name: str) -> tuple[int, int, str]:
@@ -217,7 +200,7 @@ def plot_brain_map(
     method = importance_ds.attrs.get("method", "")
     outline = f", top {len(top)} outlined" if len(top) else ""
     fig.suptitle(f"{method} importance, target {target}{outline}", fontsize=10)
-    return _save(fig, out_stem)
+    return save_figure(fig, out_stem)
 
 
 def plot_turn_maps(
@@ -311,7 +294,7 @@ def plot_turn_maps(
         ax.set_xlabel("x (µm)")
         ax.set_ylabel("y (µm)")
     fig.suptitle(f"turn-specific importance (|summed tail| > {threshold_rad:g} rad)", fontsize=10)
-    return _save(fig, out_stem)
+    return save_figure(fig, out_stem)
 
 
 def plot_region_importance(
@@ -387,7 +370,7 @@ def plot_region_importance(
     ax.set_xlabel("region")
     ax.legend(fontsize=7, frameon=False, loc="best")
     ax.set_title(f"region importance ({data.fish.nunique()} fish)", fontsize=10)
-    return _save(fig, out_stem)
+    return save_figure(fig, out_stem)
 
 
 def plot_deletion_curves(
@@ -442,4 +425,4 @@ def plot_deletion_curves(
     ax.set_ylabel("test RMSE (rad)")
     ax.legend(fontsize=7, frameon=False)
     ax.set_title("deletion curve (masked = training mean)", fontsize=10)
-    return _save(fig, out_stem)
+    return save_figure(fig, out_stem)
