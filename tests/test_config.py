@@ -74,3 +74,9 @@ def test_every_schema_property_has_a_description():
     for name, definition in schema["$defs"].items():
         walk(definition, f"$defs.{name}")
     assert not missing, f"schema keys without a description: {missing}"
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
+def test_presets_are_valid(preset):
+    config = yaml.safe_load((ROOT / "config" / preset).read_text())
+    validate(config, SCHEMA, set_default=True)

@@ -111,6 +111,14 @@ def test_default_config_dry_run_shows_every_stage_per_fish(tmp_path):
     assert jobs["score_predictions"] == jobs["compare_models"] == 1
 
 
+def test_paper_scale_synthetic_preset_dry_run(tmp_path):
+    jobs = dry_run(tmp_path, "--configfile", str(ROOT / "config/synthetic-paper-scale.yaml"))
+    assert jobs["simulate_fish"] == 5
+    # 2 LLMs + 2 untrained twins, x 2 windows x 5 fish x 3 seeds
+    assert jobs["train_llm"] == 4 * 2 * 5 * 3
+    assert jobs["train_baseline"] == 3 * 2 * 5 * 3
+
+
 def test_lint_and_format_are_clean():
     lint = subprocess.run(
         [*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=ROOT, timeout=120
