@@ -529,3 +529,43 @@ def test_bad_inputs_raise_named_errors(tmp_path):
         run(tmp_path, "long", window_frames=30)  # val has 19 frames
     with pytest.raises(InputFileError, match="tail"):
         run(tmp_path, "no_tail", dataset=make_dataset().drop_vars("tail"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The real decoders through the harness
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [
+        ("ridge", {}),
+        ("lstm", {"hidden_size": 16}),
+        ("gru", {"hidden_size": 16}),
+        ("reservoir", {"hidden_size": 64}),
+        ("transformer", {"hidden_size": 16, "n_heads": 2}),
+    ],
+)
+def test_each_baseline_beats_the_mean_predictor_on_a_planted_linear_signal(tmp_path, kind, extra):
+    from nlp4neuro.models import ModelSpec
+    from nlp4neuro.training import train_decoder
+
+    dataset = make_dataset(n_frames=300, noise=0.05)
+    params = fast_params(epochs=15, learning_rate=1e-2, schedule="constant")
+
+    def test_rmse(name: str, spec_kind: str, **fields) -> float:
+        spec = ModelSpec.from_config(name, {"kind": spec_kind, **fields})
+        summary = train_decoder(
+            dataset,
+            spec,
+            window_frames=5,
+            params=params,
+            seed=0,
+            out_dir=tmp_path / name,
+            checkpoint_dir=tmp_path / f"{name}_checkpoint",
+            backbone_dir=None,
+        )
+        assert not (tmp_path / f"{name}_checkpoint" / "checkpoint.pt").exists()
+        return summary["test_rmse"]
+
+    baseline = test_rmse("mean", "mean")
+    assert test_rmse(kind, kind, **extra) < 0.7 * baseline
