@@ -569,3 +569,13 @@ def test_each_baseline_beats_the_mean_predictor_on_a_planted_linear_signal(tmp_p
 
     baseline = test_rmse("mean", "mean")
     assert test_rmse(kind, kind, **extra) < 0.7 * baseline
+
+
+def test_bf16_autocast_only_on_cuda_unless_asked_for_on_cpu():
+    from nlp4neuro.training import use_bf16
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_bf16(TrainingParams(), cuda)
+    assert not use_bf16(TrainingParams(), cpu)
+    assert use_bf16(TrainingParams(bf16_cpu=True), cpu)
+    assert not use_bf16(TrainingParams(bf16=False, bf16_cpu=True), cpu)

@@ -22,6 +22,7 @@ params = TrainingParams(
     input_normalisation=decoding["input_normalisation"],
     device=compute["device"],
     bf16=compute["bf16"],
+    bf16_cpu=compute["bf16_cpu"],
     num_threads=snakemake.threads,
 )
 summary = train_decoder(
