@@ -254,3 +254,26 @@ def test_average_window_predictions_rejects_bad_shapes():
         average_window_predictions(np.array([0, 1]), 3, np.zeros((2, 4, 1)), 6)
     with pytest.raises(ValueError, match="windows inside"):
         average_window_predictions(np.array([0, 4]), 3, np.zeros((2, 3, 1)), 6)
+
+
+def test_lag_neural_pairs_tail_with_later_neural_frames():
+    from nlp4neuro.dataset import lag_neural
+
+    dff = np.arange(10, dtype=np.float32).reshape(5, 2)  # frame t: [2t, 2t + 1]
+    tail = np.arange(5, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    ds = xr.Dataset(
+        {"dff": (("time", "neuron"), dff), "tail": (("time", "segment"), tail)},
+        coords={"time": np.arange(5) / 1.1, "frame": ("time", np.arange(5))},
+    )
+    lagged = lag_neural(ds, 2)
+    # tail of frames 0..2 beside the neural activity of frames 2..4
+    np.testing.assert_array_equal(lagged["tail"].values[:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(lagged["dff"].values, [[4, 5], [6, 7], [8, 9]])
+    np.testing.assert_array_equal(lagged["frame"].values, [0, 1, 2])
+    assert lagged.attrs["neural_lag_frames"] == 2
+    np.testing.assert_array_equal(ds["dff"].values, dff)  # the input is untouched
+    assert lag_neural(ds, 0) is ds
+    with pytest.raises(ConfigError, match="neural_lag_frames"):
+        lag_neural(ds, 5)
+    with pytest.raises(ConfigError, match="neural_lag_frames"):
+        lag_neural(ds, -1)

@@ -80,6 +80,7 @@ def planted_fish(seed: int = 0) -> tuple[xr.Dataset, FrameLinear, xr.Dataset]:
 
 RUN_INFO = {
     "window_frames": 5,
+    "params": {"neural_lag_frames": 0},
     "splits": {
         "train": {"start": 0, "stop": 80},
         "val": {"start": 85, "stop": 95},

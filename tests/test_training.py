@@ -579,3 +579,23 @@ def test_bf16_autocast_only_on_cuda_unless_asked_for_on_cpu():
     assert not use_bf16(TrainingParams(), cpu)
     assert use_bf16(TrainingParams(bf16_cpu=True), cpu)
     assert not use_bf16(TrainingParams(bf16=False, bf16_cpu=True), cpu)
+
+
+def test_neural_lag_lets_a_per_frame_decoder_read_the_next_frame(tmp_path):
+    # the tail at frame t is written by the neural activity of frame t + 1
+    dataset = make_dataset(n_frames=300, noise=0.0)
+    lagged_tail = np.zeros_like(dataset["tail"].values)
+    lagged_tail[:-1] = dataset["tail"].values[1:]
+    dataset["tail"].values[:] = lagged_tail
+    params = fast_params(epochs=8, learning_rate=5e-2, schedule="cosine")
+    concurrent = run(tmp_path, "lag0", dataset=dataset, params=params)
+    lagged = run(
+        tmp_path, "lag1", dataset=dataset, params=dataclasses.replace(params, neural_lag_frames=1)
+    )
+    assert lagged["test_rmse"] < 0.3 * concurrent["test_rmse"]
+    # predictions refer to the tail's frames and the true tail is unchanged
+    predictions = xr.load_dataset(tmp_path / "lag1" / "out" / "predictions.nc")
+    frames = predictions["frame"].values
+    np.testing.assert_allclose(
+        predictions["true"].values, lagged_tail[frames - 2], rtol=1e-6
+    )  # make_dataset's imaging frames start at 2

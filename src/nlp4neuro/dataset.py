@@ -589,3 +589,38 @@ def assemble_from_stages(ingested: xr.Dataset, preprocessed: xr.Dataset) -> xr.D
             "n_frames_without_tail": int(dropped),
         },
     )
+
+
+def lag_neural(dataset: xr.Dataset, lag_frames: int) -> xr.Dataset:
+    """Pair the tail at each frame with the neural activity `lag_frames` frames later.
+
+    Calcium indicators report spiking with a delay (GCaMP6s rises over ~0.2-0.5 s and a volume
+    takes ~0.9 s), so a bout late in frame t is often first visible in frame t + 1. The returned
+    dataset keeps every coordinate and the tail of frames 0..T-lag-1 and puts ``dff`` of frames
+    lag..T-1 beside them; windows, splits and predictions then refer to the behaviour's frames.
+    ``lag_frames = 0`` returns the dataset unchanged (the reference's concurrent decoding).
+
+    Raises:
+        ConfigError: a negative lag, or one that leaves no frames.
+    """
+    if lag_frames < 0:
+        raise ConfigError("decoding.neural_lag_frames", "an integer >= 0", lag_frames)
+    if lag_frames == 0:
+        return dataset
+    n_time = dataset.sizes["time"]
+    if lag_frames >= n_time:
+        raise ConfigError("decoding.neural_lag_frames", f"fewer than {n_time} frames", lag_frames)
+    frames = dataset["frame"].values
+    uneven = int(np.count_nonzero(frames[lag_frames:] - frames[:-lag_frames] != lag_frames))
+    if uneven:
+        logger.warning(
+            "%d of %d frame pairs are not exactly %d imaging frames apart (frames without tail "
+            "samples inside the recording)",
+            uneven,
+            n_time - lag_frames,
+            lag_frames,
+        )
+    lagged = dataset.isel(time=slice(0, n_time - lag_frames)).copy(deep=True)
+    lagged["dff"].values[:] = dataset["dff"].values[lag_frames:]
+    lagged.attrs["neural_lag_frames"] = int(lag_frames)
+    return lagged

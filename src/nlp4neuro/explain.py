@@ -20,7 +20,7 @@ import xarray as xr
 from torch import nn
 
 from nlp4neuro.anatomy import rank_consistency, region_enrichment, region_importance
-from nlp4neuro.dataset import InputNormaliser
+from nlp4neuro.dataset import InputNormaliser, lag_neural
 from nlp4neuro.saliency import (
     SaliencyParams,
     attribute,
@@ -144,6 +144,8 @@ def explain_run(
     """
     window = int(run_info["window_frames"])
     splits = split_slices(run_info)
+    # the same pairing of tail and neural frames as in training
+    dataset = lag_neural(dataset, int(run_info["params"].get("neural_lag_frames", 0)))
     x = normaliser.apply(dataset["dff"].values.astype(np.float32)).astype(np.float32)
     y = dataset["tail"].values.astype(np.float32)
     n_neurons = x.shape[1]

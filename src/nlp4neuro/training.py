@@ -98,6 +98,8 @@ class TrainingParams:
         readout_init: "targets" starts the readout at the training targets' mean and scale
             (`nlp4neuro.models.initialise_readout`); "default" keeps PyTorch's initialisation
             (the reference code).
+        neural_lag_frames: pair the tail at frame t with neural frame t + lag
+            (`nlp4neuro.dataset.lag_neural`); 0 decodes concurrently (the reference).
     """
 
     epochs: int = 10
@@ -118,6 +120,7 @@ class TrainingParams:
     bf16: bool = True
     bf16_cpu: bool = False
     readout_init: str = "targets"
+    neural_lag_frames: int = 0
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -158,6 +161,11 @@ class TrainingParams:
             ("bf16", isinstance(self.bf16, bool), "true or false"),
             ("bf16_cpu", isinstance(self.bf16_cpu, bool), "true or false"),
             ("readout_init", self.readout_init in READOUT_INITS, f"one of {READOUT_INITS}"),
+            (
+                "neural_lag_frames",
+                isinstance(self.neural_lag_frames, int) and self.neural_lag_frames >= 0,
+                "an integer >= 0",
+            ),
             (
                 "num_threads",
                 self.num_threads is None or (_is_int(self.num_threads) and self.num_threads >= 1),
@@ -614,6 +622,8 @@ def train_and_predict(
     window = int(window_frames)
     if window < 1:
         raise ConfigError("window_frames", "an integer >= 1", window_frames)
+    # Pair the tail of frame t with neural frame t + lag (calcium lags behaviour).
+    dataset = ds_mod.lag_neural(dataset, params.neural_lag_frames)
     dff, tail = _dataset_arrays(dataset)
     n_frames, n_neurons = dff.shape
     n_outputs = tail.shape[1]

@@ -20,6 +20,7 @@ params = TrainingParams(
     test_fraction=decoding["test_fraction"],
     gap_frames=decoding["gap_frames"],
     input_normalisation=decoding["input_normalisation"],
+    neural_lag_frames=decoding["neural_lag_frames"],
     device=compute["device"],
     bf16=compute["bf16"],
     bf16_cpu=compute["bf16_cpu"],
