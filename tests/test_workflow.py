@@ -265,9 +265,10 @@ def test_suite2p_source_reads_an_existing_raw_folder(tiny_run, tmp_path):
     config = tiny_config(tiny_run)
     config["data"] = {"source": "suite2p", "raw_dir": str(tiny_run / "results/raw")}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    # the target goes first: --configfile takes every following word as a file
     result = snakemake(
-        tmp_path, "--cores", "2", "--configfile", str(tmp_path / "config.yaml"),
-        "results/datasets/fish1.nc",
+        tmp_path, "results/datasets/fish1.nc", "--cores", "2",
+        "--configfile", str(tmp_path / "config.yaml"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     ours = open_dataset(tmp_path / "results/datasets/fish1.nc")
