@@ -7,7 +7,6 @@ BERT backbones, short training) backs most tests here; they assert on the files 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,27 +16,16 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+from _workflow import ROOT, SNAKEMAKE, snakemake
 
 from nlp4neuro.dataset import open_dataset
 from nlp4neuro.models import make_tiny_backbone
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 FISH = [1, 2, 3]
 MODELS = ["tinyllama", "tinyllama_untrained", "tinybert", "gru", "ridge", "mean"]
 
+
 pytestmark = pytest.mark.e2e
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run(
-        [*SNAKEMAKE, "--directory", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def tiny_config(workdir: Path) -> dict:

@@ -13,12 +13,8 @@ regions are the atlas's, looked up through the configured affine.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,17 +25,17 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+from _workflow import snakemake
 
 from nlp4neuro.anatomy import make_synthetic_atlas
 from nlp4neuro.dataset import open_dataset
 from nlp4neuro.io import read_tail_table, tail_per_frame
 from nlp4neuro.preprocessing import reference_normalise
+from nlp4neuro.provenance import sha256_file
 from nlp4neuro.simulate import SimulationParams, simulate_fish
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 FISH = [1, 2]
 N_NEURONS, N_PLANES, N_FRAMES = 80, 2, 200
 N_TAIL_FRAMES = N_FRAMES - 2  # the simulator, like the paper, has no tail for the last 2 frames
@@ -68,24 +64,10 @@ LAYOUTS = ("paper_raw", "prepared", "nwb")
 # --------------------------------------------------------------------------------------------
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run(
-        [*SNAKEMAKE, "--directory", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def tree_checksums(root: Path) -> dict[str, str]:
     """{relative path: sha256} of every file under `root` (new or removed files show too)."""
-    return {str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): sha256_file(p) for p in files}
 
 
 def plane_dirs(sim_fish: Path) -> list[Path]:
@@ -366,7 +348,7 @@ def test_layout_runs_end_to_end_and_only_reads_its_inputs(layout, inputs, run_la
             wanted = {f"fish{fish}.nwb"}
         assert wanted <= set(recorded), recorded
         for name, digest in recorded.items():
-            assert digest == sha256(base / name), name
+            assert digest == sha256_file(base / name), name
 
         if layout == "prepared":
             # mode raw: the prepared (already normalised) matrix goes to the models unchanged
