@@ -41,10 +41,10 @@ import xarray as xr
 from nlp4neuro.errors import ConfigError, InputFileError
 from nlp4neuro.io import (
     IngestParams,
-    _discover_planes,
-    _load_npy,
-    _read_centroids,
+    discover_planes,
     ingest_fish,
+    load_npy,
+    read_centroids,
     tail_per_frame,
 )
 from nlp4neuro.provenance import sha256_file
@@ -389,9 +389,9 @@ def labels_from_functional_types(
 def _raw_centroids(raw_fish_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Path]]:
     """plane, y_px, x_px of every ROI in a raw fish folder (planes concatenated), from stat.npy."""
     planes, ys, xs, files = [], [], [], []
-    for k, folder in _discover_planes(raw_fish_dir):
-        n_rois = _load_npy(folder / "F.npy", mmap=True).shape[0]
-        y_px, x_px, _ = _read_centroids(folder / "stat.npy", n_rois)
+    for k, folder in discover_planes(raw_fish_dir):
+        n_rois = load_npy(folder / "F.npy", mmap=True).shape[0]
+        y_px, x_px, _ = read_centroids(folder / "stat.npy", n_rois)
         planes.append(np.full(n_rois, k, dtype=np.int64))
         ys.append(y_px)
         xs.append(x_px)
@@ -445,8 +445,8 @@ def ingest_prepared(
             raise ConfigError(key, "a finite number > 0", value)
     neural_path = data_dir / neural_file.format(fish=fish)
     tail_path = data_dir / tail_file.format(fish=fish)
-    neural = _load_npy(neural_path, mmap=True)
-    tail = _load_npy(tail_path)
+    neural = load_npy(neural_path, mmap=True)
+    tail = load_npy(tail_path)
     if neural.ndim != 2 or 0 in neural.shape:
         raise InputFileError(neural_path, "a 2-D (neurons, frames) matrix", f"shape {neural.shape}")
     if tail.ndim != 2 or 0 in tail.shape:

@@ -121,7 +121,7 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _load_npy(path: Path, *, allow_pickle: bool = False, mmap: bool = False) -> Any:
+def load_npy(path: Path, *, allow_pickle: bool = False, mmap: bool = False) -> Any:
     """np.load that turns every read failure into an InputFileError naming the file."""
     if not path.is_file():
         raise InputFileError(path, "an existing .npy file", "no such file")
@@ -137,7 +137,7 @@ def _load_npy(path: Path, *, allow_pickle: bool = False, mmap: bool = False) -> 
         ) from err
 
 
-def _discover_planes(fish_dir: Path) -> list[tuple[int, Path]]:
+def discover_planes(fish_dir: Path) -> list[tuple[int, Path]]:
     """Plane folders ``plane_{k}`` or ``plane{k}`` in fish_dir or fish_dir/suite2p, sorted by k."""
     if not fish_dir.is_dir():
         raise InputFileError(fish_dir, "a fish folder", "no such directory")
@@ -201,7 +201,7 @@ def _check_trace(path: Path, arr: np.ndarray) -> None:
 
 def _read_iscell(path: Path, n_rois: int, threshold: float) -> np.ndarray:
     """Boolean keep mask from iscell.npy: column 0 (the is-cell flag) >= threshold."""
-    iscell = _load_npy(path)
+    iscell = load_npy(path)
     if iscell.ndim == 2 and iscell.shape[1] >= 1:
         flag = iscell[:, 0]
     elif iscell.ndim == 1:
@@ -217,13 +217,13 @@ def _read_iscell(path: Path, n_rois: int, threshold: float) -> np.ndarray:
     return flag >= threshold
 
 
-def _read_centroids(path: Path, n_rois: int) -> tuple[np.ndarray, np.ndarray, int]:
+def read_centroids(path: Path, n_rois: int) -> tuple[np.ndarray, np.ndarray, int]:
     """ROI centroids (y, x) in pixels from stat.npy, plus how many came from `lam` weights.
 
     Uses the `lam`-weighted mean of ypix/xpix (sub-pixel) where a ROI has non-empty, equally
     long lam/ypix/xpix with positive total weight, else suite2p's `med` ([y, x], whole pixels).
     """
-    stat = _load_npy(path, allow_pickle=True)
+    stat = load_npy(path, allow_pickle=True)
     if stat.ndim != 1:
         raise InputFileError(path, "a 1-D object array of dicts", f"shape {stat.shape}")
     if stat.shape[0] != n_rois:
@@ -283,7 +283,7 @@ def _read_plane_rate(folder: Path) -> tuple[float | None, list[Path]]:
         path = folder / name
         if not path.exists():
             continue
-        loaded = _load_npy(path, allow_pickle=True)
+        loaded = load_npy(path, allow_pickle=True)
         read.append(path)
         obj = loaded.item() if isinstance(loaded, np.ndarray) and loaded.shape == () else loaded
         if not isinstance(obj, Mapping):
@@ -306,7 +306,7 @@ def _read_plane(k: int, folder: Path, use_iscell: bool, iscell_threshold: float)
     f_path = folder / "F.npy"
     if not f_path.exists():
         raise InputFileError(f_path, "suite2p fluorescence F.npy in every plane folder", "none")
-    F = _load_npy(f_path, mmap=True)
+    F = load_npy(f_path, mmap=True)
     _check_trace(f_path, F)
     files.append(f_path)
     n_rois = F.shape[0]
@@ -314,7 +314,7 @@ def _read_plane(k: int, folder: Path, use_iscell: bool, iscell_threshold: float)
     Fneu = None
     neu_path = folder / "Fneu.npy"
     if neu_path.exists():
-        Fneu = _load_npy(neu_path, mmap=True)
+        Fneu = load_npy(neu_path, mmap=True)
         if Fneu.shape != F.shape:
             raise InputFileError(neu_path, f"shape {F.shape} like F.npy", f"shape {Fneu.shape}")
         _check_trace(neu_path, Fneu)
@@ -329,7 +329,7 @@ def _read_plane(k: int, folder: Path, use_iscell: bool, iscell_threshold: float)
             keep = iscell_keep
 
     stat_path = folder / "stat.npy"
-    y_px, x_px, n_from_lam = _read_centroids(stat_path, n_rois)
+    y_px, x_px, n_from_lam = read_centroids(stat_path, n_rois)
     files.append(stat_path)
 
     fs, rate_files = _read_plane_rate(folder)
@@ -446,7 +446,7 @@ def read_suite2p_fish(
         raise ConfigError("iscell_threshold", "a finite number", iscell_threshold)
 
     planes: list[_Plane] = []
-    for k, folder in _discover_planes(fish_dir):
+    for k, folder in discover_planes(fish_dir):
         plane = _read_plane(k, folder, use_iscell, iscell_threshold)
         logger.info(
             "%s: %d ROIs x %d frames, %d kept%s",
@@ -570,7 +570,7 @@ def find_tail_file(fish_dir: str | Path, name: str = "tail_df.h5") -> Path:
     direct = fish_dir / name
     if direct.is_file():
         return direct
-    for _, folder in _discover_planes(fish_dir):
+    for _, folder in discover_planes(fish_dir):
         if (folder / name).is_file():
             return folder / name
     raise InputFileError(direct, f"{name} in the fish folder or a plane folder", "none")
