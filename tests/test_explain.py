@@ -146,6 +146,8 @@ def test_explain_run_recovers_planted_neurons_and_controls():
     # both regions were ablated; ablating Hb_left loses the whole signal
     assert regions.loc["Hb_left", "delta_mse"] > regions.loc["tectum", "delta_mse"]
     assert result.scores["randomised_weights"]["spearman_rho"] < 0.9
+    # a linear model's integrated gradients are exact
+    assert result.scores["ig_converged"] is True
 
 
 def test_params_from_config_splits_sections():

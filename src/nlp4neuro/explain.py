@@ -35,6 +35,8 @@ from nlp4neuro.saliency import (
 logger = logging.getLogger(__name__)
 
 SUMMED = "summed"
+# Integrated gradients' completeness error above which a map is flagged as unconverged.
+IG_DELTA_WARNING = 0.1
 
 
 @dataclass(frozen=True)
@@ -203,14 +205,22 @@ def explain_run(
     for name in saliency.splits:
         explained[splits[name]] = True
     motor_map = correlation_motor_map(x[explained], y[explained])
+    delta = float(importance.attrs.get("convergence_delta_relative", float("nan")))
+    if delta > IG_DELTA_WARNING:
+        logger.warning(
+            "integrated gradients did not converge: |sum of attributions - output change| is "
+            "%.2f x the output change (n_steps %d); raise saliency.n_steps before trusting "
+            "this map",
+            delta,
+            saliency.n_steps,
+        )
     scores: dict[str, Any] = {
         "n_windows": len(starts),
         "n_neurons": n_neurons,
         "top_k": top_k,
         "motor_map": map_similarity(summed, motor_map, top_k=top_k),
-        "convergence_delta_relative": float(
-            importance.attrs.get("convergence_delta_relative", float("nan"))
-        ),
+        "convergence_delta_relative": delta,
+        "ig_converged": bool(delta <= IG_DELTA_WARNING) if np.isfinite(delta) else None,
     }
     if ground_truth is not None:
         drivers = driver_mask(dataset, ground_truth)
@@ -287,6 +297,7 @@ def summarise_explanations(
                 "jaccard_top_k", np.nan
             ),
             convergence_delta_relative=scores.get("convergence_delta_relative", np.nan),
+            ig_converged=scores.get("ig_converged"),
         )
         twin = untrained_twins.get(run["model"])
         twin_run = by_key.get((twin, run["window"], run["fish"], run["seed"])) if twin else None
