@@ -26,7 +26,6 @@ Layouts (``data-format.md`` describes the paper's):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -43,11 +42,12 @@ from nlp4neuro.io import (
     IngestParams,
     discover_planes,
     ingest_fish,
+    ingested_dataset,
     load_npy,
     read_centroids,
+    source_checksums,
     tail_per_frame,
 )
-from nlp4neuro.provenance import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -60,80 +60,6 @@ PAPER_FRAME_RATE_HZ = 1.1
 
 def _segment_names(n: int) -> list[str]:
     return [f"theta_{j:02d}" for j in range(n)]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _ingested_dataset(
-    *,
-    F: np.ndarray,
-    Fneu: np.ndarray | None,
-    tail_frames: np.ndarray,
-    tail_angles: np.ndarray,
-    segments: Sequence[str],
-    stimulus: np.ndarray,
-    plane: np.ndarray,
-    roi: np.ndarray,
-    x_um: np.ndarray,
-    y_um: np.ndarray,
-    z_um: np.ndarray,
-    region: np.ndarray,
-    time_offset_s: np.ndarray,
-    attrs: Mapping[str, Any],
-    f_attrs: Mapping[str, Any],
-) -> xr.Dataset:
-    """The ingested dataset (same variables, coords and attrs as io.ingest_fish)."""
-    n_neurons, n_frames = F.shape
-    data_vars: dict[str, Any] = {
-        "F": (("neuron", "frame"), F.astype(np.float32, copy=False), dict(f_attrs)),
-        "tail": (
-            ("tail_frame", "segment"),
-            tail_angles.astype(np.float32, copy=False),
-            {"units": "rad", "long_name": "per-frame mean tail segment angle"},
-        ),
-    }
-    if Fneu is not None:
-        data_vars["Fneu"] = (("neuron", "frame"), Fneu.astype(np.float32, copy=False), {})
-    coords = {
-        "neuron": np.arange(n_neurons, dtype=np.int64),
-        "plane": ("neuron", np.asarray(plane, dtype=np.int64)),
-        "roi": ("neuron", np.asarray(roi, dtype=np.int64)),
-        "x_um": ("neuron", np.asarray(x_um, dtype=np.float64), {"units": "um"}),
-        "y_um": ("neuron", np.asarray(y_um, dtype=np.float64), {"units": "um"}),
-        "z_um": ("neuron", np.asarray(z_um, dtype=np.float64), {"units": "um"}),
-        "region": ("neuron", np.asarray(region, dtype=object)),
-        "time_offset_s": ("neuron", np.asarray(time_offset_s, dtype=np.float64), {"units": "s"}),
-        "frame": np.arange(n_frames, dtype=np.int64),
-        "stimulus": ("frame", np.asarray(stimulus, dtype=object)),
-        "tail_frame": np.asarray(tail_frames, dtype=np.int64),
-        "segment": np.asarray(list(segments), dtype=object),
-    }
-    out_attrs = {
-        key: (json.dumps(_jsonable(v), sort_keys=True) if isinstance(v, Mapping) else v)
-        for key, v in attrs.items()
-    }
-    return xr.Dataset(data_vars, coords=coords, attrs=out_attrs)
-
-
-def _checksums(paths: Sequence[Path], root: Path) -> dict[str, str]:
-    out = {}
-    for path in dict.fromkeys(Path(p) for p in paths):
-        try:
-            key = str(path.resolve().relative_to(root.resolve()))
-        except ValueError:
-            key = str(path)
-        out[key] = sha256_file(path)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,7 +470,7 @@ def ingest_prepared(
         "neural_file": neural_file,
         "tail_file": tail_file,
     }
-    return _ingested_dataset(
+    return ingested_dataset(
         F=F,
         Fneu=None,
         tail_frames=np.arange(n_tail),
@@ -567,7 +493,7 @@ def ingest_prepared(
             "signal_kind": "reference",
             "normalisation": "already reference-normalised upstream (per frame across neurons: "
             "z-score then min-max); use preprocessing mode 'raw'",
-            "source_checksums": _checksums(sources, data_dir),
+            "source_checksums": source_checksums(sources, data_dir),
             "counts": counts,
             "ingest": params,
         },
@@ -994,7 +920,7 @@ def ingest_nwb(
         "mask_order": mask_order,
     }
     long_name = "dF/F (from the file)" if signal_kind == "dff" else "fluorescence"
-    return _ingested_dataset(
+    return ingested_dataset(
         F=F,
         Fneu=None,
         tail_frames=tail_frames,
@@ -1016,7 +942,7 @@ def ingest_nwb(
             "source_format": "nwb",
             "signal_kind": signal_kind,
             "first_frame_time_s": float(frame_times[0]),
-            "source_checksums": _checksums([path], path.parent),
+            "source_checksums": source_checksums([path], path.parent),
             "counts": counts,
             "ingest": params,
         },

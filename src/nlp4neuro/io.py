@@ -19,7 +19,7 @@ import logging
 import math
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -896,53 +896,106 @@ def ingest_fish(fish_dir: str | Path, params: IngestParams, fish: str) -> xr.Dat
     counts = {**raw.counts, **tail_counts}
     for key, value in counts.items():
         logger.info("fish %s: %s = %s", fish, key, value)
-    checksums = {
-        str(Path(path).resolve().relative_to(fish_dir.resolve())): sha256_file(path)
-        for path in dict.fromkeys(sources)
-    }
-    data_vars = {
-        "F": (("neuron", "frame"), raw.F, {"units": "a.u.", "long_name": "raw fluorescence"}),
-        "tail": (
-            ("tail_frame", "segment"),
-            tail_angles,
-            {"units": "rad", "long_name": "per-frame mean tail segment angle"},
-        ),
-    }
-    if raw.Fneu is not None:
-        data_vars["Fneu"] = (("neuron", "frame"), raw.Fneu, {"units": "a.u."})
-    n = raw.n_neurons
-    ds = xr.Dataset(
-        data_vars,
-        coords={
-            "neuron": np.arange(n, dtype=np.int64),
-            "plane": ("neuron", raw.plane.astype(np.int64)),
-            "roi": ("neuron", raw.roi.astype(np.int64)),
-            "x_um": ("neuron", raw.x_um, {"units": "um"}),
-            "y_um": ("neuron", raw.y_um, {"units": "um"}),
-            "z_um": ("neuron", raw.z_um, {"units": "um"}),
-            "region": ("neuron", raw.region.astype(object)),
-            "time_offset_s": ("neuron", raw.time_offset_s, {"units": "s"}),
-            "frame": np.arange(raw.n_frames, dtype=np.int64),
-            "stimulus": ("frame", np.asarray(stimulus, dtype=object)),
-            "tail_frame": tail_frames.astype(np.int64),
-            "segment": np.asarray(segments, dtype=object),
-        },
+    return ingested_dataset(
+        F=raw.F,
+        Fneu=raw.Fneu,
+        tail_frames=tail_frames,
+        tail_angles=tail_angles,
+        segments=segments,
+        stimulus=stimulus,
+        plane=raw.plane,
+        roi=raw.roi,
+        x_um=raw.x_um,
+        y_um=raw.y_um,
+        z_um=raw.z_um,
+        region=raw.region,
+        time_offset_s=raw.time_offset_s,
         attrs={
             "fish": str(fish),
             "frame_rate_hz": float(raw.frame_rate_hz),
             "n_planes": int(raw.n_planes),
             "source_dir": str(fish_dir),
-            "source_checksums": json.dumps(checksums, sort_keys=True),
-            "counts": json.dumps(_jsonable(counts), sort_keys=True),
-            "ingest": json.dumps(asdict(params), sort_keys=True),
+            "source_checksums": source_checksums(sources, fish_dir),
+            "counts": counts,
+            "ingest": asdict(params),
         },
+        f_attrs={"units": "a.u.", "long_name": "raw fluorescence"},
     )
-    return ds
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, Path):
+        return str(value)
     return value
+
+
+def ingested_dataset(
+    *,
+    F: np.ndarray,
+    Fneu: np.ndarray | None,
+    tail_frames: np.ndarray,
+    tail_angles: np.ndarray,
+    segments: Sequence[str],
+    stimulus: np.ndarray,
+    plane: np.ndarray,
+    roi: np.ndarray,
+    x_um: np.ndarray,
+    y_um: np.ndarray,
+    z_um: np.ndarray,
+    region: np.ndarray,
+    time_offset_s: np.ndarray,
+    attrs: Mapping[str, Any],
+    f_attrs: Mapping[str, Any],
+) -> xr.Dataset:
+    """The "ingested" dataset every input layout is read into (see `ingest_fish`).
+
+    Mapping-valued attrs are stored as JSON text.
+    """
+    n_neurons, n_frames = F.shape
+    data_vars: dict[str, Any] = {
+        "F": (("neuron", "frame"), F.astype(np.float32, copy=False), dict(f_attrs)),
+        "tail": (
+            ("tail_frame", "segment"),
+            tail_angles.astype(np.float32, copy=False),
+            {"units": "rad", "long_name": "per-frame mean tail segment angle"},
+        ),
+    }
+    if Fneu is not None:
+        data_vars["Fneu"] = (("neuron", "frame"), Fneu.astype(np.float32, copy=False), {})
+    coords = {
+        "neuron": np.arange(n_neurons, dtype=np.int64),
+        "plane": ("neuron", np.asarray(plane, dtype=np.int64)),
+        "roi": ("neuron", np.asarray(roi, dtype=np.int64)),
+        "x_um": ("neuron", np.asarray(x_um, dtype=np.float64), {"units": "um"}),
+        "y_um": ("neuron", np.asarray(y_um, dtype=np.float64), {"units": "um"}),
+        "z_um": ("neuron", np.asarray(z_um, dtype=np.float64), {"units": "um"}),
+        "region": ("neuron", np.asarray(region, dtype=object)),
+        "time_offset_s": ("neuron", np.asarray(time_offset_s, dtype=np.float64), {"units": "s"}),
+        "frame": np.arange(n_frames, dtype=np.int64),
+        "stimulus": ("frame", np.asarray(stimulus, dtype=object)),
+        "tail_frame": np.asarray(tail_frames, dtype=np.int64),
+        "segment": np.asarray(list(segments), dtype=object),
+    }
+    out_attrs = {
+        key: (json.dumps(_jsonable(v), sort_keys=True) if isinstance(v, Mapping) else v)
+        for key, v in attrs.items()
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=out_attrs)
+
+
+def source_checksums(paths: Sequence[Path], root: Path) -> dict[str, str]:
+    """{path relative to `root` (absolute where outside it): sha256} of each file."""
+    out = {}
+    for path in dict.fromkeys(Path(p) for p in paths):
+        try:
+            key = str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            key = str(path)
+        out[key] = sha256_file(path)
+    return out
