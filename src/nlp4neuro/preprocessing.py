@@ -32,6 +32,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
 from nlp4neuro.errors import ConfigError
+from nlp4neuro.provenance import json_default
 
 logger = logging.getLogger(__name__)
 
@@ -490,12 +491,6 @@ def preprocess_ingested(ingested: xr.Dataset, params: PreprocessingParams) -> xr
             "fish": ingested.attrs["fish"],
             "signal_kind": params.mode,
             "preprocessing": json.dumps(params.to_dict(), sort_keys=True),
-            "preprocessing_info": json.dumps(info, sort_keys=True, default=_json_default),
+            "preprocessing_info": json.dumps(info, sort_keys=True, default=json_default),
         },
     )
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {value!r}")

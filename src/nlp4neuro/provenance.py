@@ -43,6 +43,19 @@ def versions_json() -> str:
     return json.dumps(versions(), sort_keys=True)
 
 
+def json_default(obj: object) -> object:
+    """`json.dumps(default=...)` for numpy scalars and arrays and paths."""
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes, read in chunks so large files need little memory."""
     digest = hashlib.sha256()

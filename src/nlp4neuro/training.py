@@ -47,7 +47,7 @@ from nlp4neuro.models import (
     load_decoder,
     save_decoder,
 )
-from nlp4neuro.provenance import atomic_output, versions, versions_json
+from nlp4neuro.provenance import atomic_output, json_default, versions, versions_json
 
 logger = logging.getLogger(__name__)
 
@@ -438,17 +438,7 @@ def _restore_rng_states(states: dict[str, Any], shuffle_gen: torch.Generator) ->
 
 def _canonical(obj: Any) -> Any:
     """JSON round trip, so configs compare equal regardless of tuple/list or key order."""
-    return json.loads(json.dumps(obj, sort_keys=True, default=_json_default))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.integer | np.floating | np.bool_):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    return json.loads(json.dumps(obj, sort_keys=True, default=json_default))
 
 
 def _dataset_fingerprint(dff: np.ndarray, tail: np.ndarray) -> dict[str, Any]:
@@ -508,7 +498,7 @@ def _write_curve(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _write_json(path: Path, obj: Any) -> None:
     with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 def _coord(dataset: xr.Dataset, name: str, default: np.ndarray) -> np.ndarray:
@@ -547,11 +537,6 @@ def _predictions_dataset(
         attrs=attrs,
     )
     return out
-
-
-def _write_netcdf(path: Path, data: xr.Dataset) -> None:
-    with atomic_output(path) as tmp:
-        data.to_netcdf(tmp)
 
 
 def _mse(pred: np.ndarray, true: np.ndarray) -> float:
@@ -718,11 +703,11 @@ def train_and_predict(
         "seed": int(seed),
         "window_frames": window,
         "params": params_json,
-        "spec": json.dumps(spec_dict, sort_keys=True, default=_json_default),
+        "spec": json.dumps(spec_dict, sort_keys=True, default=json_default),
         "versions": versions_json(),
     }
     predictions = _predictions_dataset(dataset, parts, tail, attrs)
-    _write_netcdf(out_dir / PREDICTIONS_NAME, predictions)
+    ds_mod.write_netcdf(predictions, out_dir / PREDICTIONS_NAME)
 
     # 5. Final model, normaliser and run description.
     if save_fn is None:
