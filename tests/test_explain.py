@@ -104,7 +104,7 @@ def test_driver_mask_joins_on_plane_and_roi():
 
 def test_driver_mask_names_missing_neurons():
     dataset, _, truth = planted_fish()
-    with pytest.raises(ValueError, match="2 dataset neurons have no ground-truth"):
+    with pytest.raises(ValueError, match="found 2 dataset neurons without one"):
         driver_mask(dataset, truth.isel(neuron=slice(2, None)))
 
 

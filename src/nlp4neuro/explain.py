@@ -108,7 +108,10 @@ def driver_mask(dataset: xr.Dataset, ground_truth: xr.Dataset) -> np.ndarray:
     merged = ours.merge(truth, on=["plane", "roi"], how="left", validate="one_to_one")
     if merged["is_driver"].isna().any():
         missing = int(merged["is_driver"].isna().sum())
-        raise ValueError(f"{missing} dataset neurons have no ground-truth entry (plane, roi)")
+        raise ValueError(
+            f"ground_truth.nc: expected an entry (plane, roi) for every dataset neuron, "
+            f"found {missing} dataset neurons without one"
+        )
     return merged["is_driver"].to_numpy(dtype=bool)
 
 
