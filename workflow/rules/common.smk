@@ -1,12 +1,19 @@
 # Config validation, wildcard constraints and the small helpers that derive the DAG from the config.
 # Nothing here reads files made by the workflow, so dry runs always work.
-import hashlib
 import re
+import sys
 from pathlib import Path
 
-from snakemake.utils import validate
+SRC_DIR = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC_DIR))
 
-validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+from nlp4neuro import codedigest
+from nlp4neuro.config import validate_config
+
+# The schema (src/nlp4neuro/config.schema.yaml) holds every default; a bad key stops here.
+_validated = validate_config(config)
+config.clear()
+config.update(_validated)
 
 
 class ConfigValueError(ValueError):
@@ -62,29 +69,14 @@ _check(
 )
 
 
-PACKAGE_DIR = Path(workflow.basedir) / "src" / "nlp4neuro"
+def code_digest(script):
+    """Digest of the package code a rule's script imports (transitively), as a rerun trigger.
 
-
-def code_version(*modules):
-    """Package version plus a digest of the modules a rule runs.
-
-    Snakemake reruns a job when its params change, but not when imported code changes; this
-    param makes edits to the science code rerun exactly the jobs that depend on it.
+    Snakemake reruns a job when its params change but not when imported code changes; the
+    modules are found from the imports themselves (nlp4neuro.codedigest), never listed here.
     """
-    version = re.search(
-        r'__version__ = "([^"]+)"', (PACKAGE_DIR / "__init__.py").read_text()
-    ).group(1)
-    digest = hashlib.sha256()
-    for module in modules:
-        module_path = PACKAGE_DIR / module
-        files = (
-            sorted(module_path.glob("*.py"))
-            if module_path.is_dir()
-            else [module_path.with_suffix(".py")]
-        )
-        for file in files:
-            digest.update(file.read_bytes())
-    return f"{version}+{digest.hexdigest()[:12]}"
+    path = Path(workflow.basedir) / "workflow" / "scripts" / f"{script}.py"
+    return codedigest.code_digest(path, SRC_DIR)
 
 
 def _alternation(names):

@@ -17,8 +17,8 @@ if config["data"]["source"] == "synthetic":
             simulation=config["simulation"],
             pixel_size_um=config["data"]["pixel_size_um"],
             plane_spacing_um=config["data"]["plane_spacing_um"],
-            seed=lambda wc: config["seed"] + FISH.index(wc.fish),
-            code=code_version("simulate"),
+            seed=config["seed"],
+            code=code_digest("simulate_fish"),
         script:
             "../scripts/simulate_fish.py"
 
@@ -37,7 +37,7 @@ rule ingest_fish:
         mem_mb=8000,
     params:
         data=config["data"],
-        code=code_version("io", "formats"),
+        code=code_digest("ingest_fish"),
     script:
         "../scripts/ingest_fish.py"
 
@@ -56,7 +56,7 @@ rule compute_dff:
         mem_mb=8000,
     params:
         preprocessing=config["preprocessing"],
-        code=code_version("preprocessing"),
+        code=code_digest("compute_dff"),
     script:
         "../scripts/compute_dff.py"
 
@@ -75,6 +75,6 @@ rule assemble_dataset:
     resources:
         mem_mb=8000,
     params:
-        code=code_version("dataset"),
+        code=code_digest("assemble_dataset"),
     script:
         "../scripts/assemble_dataset.py"

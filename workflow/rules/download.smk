@@ -23,5 +23,6 @@ if config["download"]["enabled"]:
             fish=FISH,
             timeout_s=config["download"]["timeout_s"],
             retries=config["download"]["retries"],
+            code=code_digest("download_dataverse"),
         script:
             "../scripts/download_dataverse.py"

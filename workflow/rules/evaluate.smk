@@ -27,7 +27,7 @@ rule score_predictions:
         mem_mb=4000,
     params:
         skill_references=config["evaluation"]["skill_references"],
-        code=code_version("metrics"),
+        code=code_digest("score_predictions"),
     script:
         "../scripts/score_predictions.py"
 
@@ -54,7 +54,7 @@ rule compare_models:
         alpha=config["evaluation"]["alpha"],
         n_bootstrap=config["evaluation"]["n_bootstrap"],
         seed=config["seed"],
-        code=code_version("statistics"),
+        code=code_digest("compare_models"),
     script:
         "../scripts/compare_models.py"
 
@@ -94,7 +94,7 @@ rule plot_evaluation:
     resources:
         mem_mb=4000,
     params:
-        code=code_version("plots"),
+        code=code_digest("plot_evaluation"),
     script:
         "../scripts/plot_evaluation.py"
 
@@ -122,6 +122,6 @@ rule plot_predictions:
         mem_mb=2000,
     params:
         models=list(MODELS),
-        code=code_version("plots"),
+        code=code_digest("plot_predictions"),
     script:
         "../scripts/plot_predictions.py"

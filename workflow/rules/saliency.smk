@@ -25,7 +25,7 @@ rule explain_decoder:
         spec=lambda wc: MODELS[wc.model],
         saliency=config["saliency"],
         compute=config["compute"],
-        code=code_version("dataset", "models", "training", "saliency", "anatomy"),
+        code=code_digest("explain_decoder"),
     script:
         "../scripts/explain_decoder.py"
 
@@ -68,7 +68,7 @@ rule plot_brain_maps:
         mem_mb=2000,
     params:
         top_k=config["saliency"]["top_k"],
-        code=code_version("plots"),
+        code=code_digest("plot_brain_maps"),
     script:
         "../scripts/plot_brain_maps.py"
 
@@ -115,7 +115,7 @@ rule summarise_saliency:
     params:
         runs=saliency_runs(),
         untrained_twins=UNTRAINED_TWINS,
-        code=code_version("saliency", "anatomy", "plots"),
+        code=code_digest("summarise_saliency"),
     script:
         "../scripts/summarise_saliency.py"
 
@@ -143,6 +143,6 @@ rule plot_region_importance:
         mem_mb=2000,
     params:
         fish=FISH,
-        code=code_version("plots"),
+        code=code_digest("plot_region_importance"),
     script:
         "../scripts/plot_region_importance.py"

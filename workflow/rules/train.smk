@@ -17,7 +17,7 @@ rule prepare_backbone:
             MODELS[m]["allow_download"] for m in BACKBONE_MODELS[wc.backbone]
         ),
         config_key=lambda wc: f"models.{BACKBONE_MODELS[wc.backbone][0]}.source",
-        code=code_version("models"),
+        code=code_digest("prepare_backbone"),
     script:
         "../scripts/prepare_backbone.py"
 
@@ -47,7 +47,7 @@ rule train_llm:
         decoding=config["decoding"],
         compute=config["compute"],
         checkpoint_dir="results/checkpoints/{model}/w{window}/fish{fish}/seed{seed}",
-        code=code_version("dataset", "models", "training"),
+        code=code_digest("train_decoder"),
     script:
         "../scripts/train_decoder.py"
 
@@ -75,6 +75,6 @@ rule train_baseline:
         decoding=config["decoding"],
         compute=dict(config["compute"], device="cpu"),
         checkpoint_dir="results/checkpoints/{model}/w{window}/fish{fish}/seed{seed}",
-        code=code_version("dataset", "models", "training"),
+        code=code_digest("train_decoder"),
     script:
         "../scripts/train_decoder.py"
