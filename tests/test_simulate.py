@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import yaml
 
+from nlp4neuro.config import default_value, schema, validate_config
 from nlp4neuro.errors import ConfigError
 from nlp4neuro.simulate import (
     BOUT_KINDS,
@@ -19,10 +25,10 @@ from nlp4neuro.simulate import (
     bout_drive,
     calcium_kernel,
     convolve_calcium,
+    fish_seed,
     frame_average,
     generate_bouts,
     kernel_peak,
-    paper_scale_params,
     place_neurons,
     region_of,
     roi_stat,
@@ -35,8 +41,22 @@ from nlp4neuro.simulate import (
     visual_drive,
     visual_tuning,
 )
+from nlp4neuro.simulate.calcium import _smooth_noise
+from nlp4neuro.simulate.params import DATA_FIELDS
 
-TINY = SimulationParams(n_neurons=60, n_planes=3, n_frames=120)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _params(**simulation) -> SimulationParams:
+    """Parameters from the schema's defaults with `simulation` keys changed (as the workflow)."""
+    return SimulationParams.from_config(
+        simulation,
+        pixel_size_um=default_value("data", "pixel_size_um"),
+        plane_spacing_um=default_value("data", "plane_spacing_um"),
+    )
+
+
+TINY = _params(n_neurons=60, n_planes=3, n_frames=120)
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +211,7 @@ def test_left_and_right_turns_give_opposite_frame_means():
 
 
 def test_generate_bouts_follow_stimulus_and_never_overlap():
-    params = SimulationParams(
+    params = _params(
         spontaneous_bout_rate_hz=0.0,
         evoked_bout_rate_hz=1.0,
         evoked_kind_fidelity=1.0,
@@ -210,7 +230,7 @@ def test_generate_bouts_follow_stimulus_and_never_overlap():
     assert np.all(bouts["onset_s"].to_numpy() - starts[onset_epoch] >= params.evoked_latency_s)
     signs = np.sign(bouts["bias_rad"]).groupby(bouts["kind"]).unique()
     assert list(signs["left_turn"]) == [1.0] and list(signs["right_turn"]) == [-1.0]
-    silent = SimulationParams(spontaneous_bout_rate_hz=0.0, evoked_bout_rate_hz=0.0)
+    silent = _params(spontaneous_bout_rate_hz=0.0, evoked_bout_rate_hz=0.0)
     assert generate_bouts(timeline, 600.0, silent, np.random.default_rng(1)).empty
 
 
@@ -242,7 +262,7 @@ def test_roi_stat_disk_by_hand():
 
 
 def test_related_neurons_sit_in_their_regions():
-    params = SimulationParams(n_neurons=400)
+    params = _params(n_neurons=400)
     rng = np.random.default_rng(0)
     roles = assign_roles(400, params, rng)
     # 5 % not cells = 20; 20 % of the 380 cells related = 76 -> 34 visual, 27 drivers, 15 other.
@@ -352,7 +372,7 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path, tiny_fish):
 
 
 def test_driver_fluorescence_tracks_the_true_drive(tmp_path):
-    params = SimulationParams(n_neurons=150, n_frames=400)
+    params = _params(n_neurons=150, n_frames=400)
     fish = simulate_fish(tmp_path / "fish", params, seed=0)
     gt = xr.open_dataset(fish / "ground_truth.nc")
     f = np.concatenate([np.load(fish / f"plane_{k}" / "F.npy") for k in range(params.n_planes)])
@@ -384,7 +404,7 @@ def test_existing_output_is_replaced_atomically(tmp_path):
     target = tmp_path / "fish"
     target.mkdir()
     (target / "stale.txt").write_text("old")
-    small = SimulationParams(n_neurons=20, n_planes=2, n_frames=20, write_noiseless_dff=False)
+    small = _params(n_neurons=20, n_planes=2, n_frames=50, write_noiseless_dff=False)
     simulate_fish(target, small, seed=0)
     assert not (target / "stale.txt").exists()
     assert sorted(p.name for p in target.iterdir()) == [
@@ -398,34 +418,70 @@ def test_existing_output_is_replaced_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["fish"]  # no temporary left behind
 
 
+# ----------------------------------------------------------------------------- parameters
+
+
 @pytest.mark.parametrize(
     ("changes", "key"),
     [
+        # checked by the schema
         ({"n_planes": 0}, "simulation.n_planes"),
         ({"fraction_unrelated": 1.5}, "simulation.fraction_unrelated"),
+        ({"frame_rate_hz": -1.0}, "simulation.frame_rate_hz"),
+        ({"bleach_fraction": 1.0}, "simulation.bleach_fraction"),
+        ({"n_segments": 2.5}, "simulation.n_segments"),
+        ({"calcium_decay": 2.0}, "simulation"),  # a misspelt key is not silently ignored
+        # checked by SimulationParams.__post_init__ (relations and finiteness)
         ({"calcium_rise_s": 2.0}, "simulation.calcium_rise_s"),
         ({"epoch_max_s": 5.0}, "simulation.epoch_max_s"),
         ({"tail_frames_missing": 900}, "simulation.tail_frames_missing"),
         ({"beat_max_hz": 150.0}, "simulation.beat_max_hz"),
-        ({"frame_rate_hz": -1.0}, "simulation.frame_rate_hz"),
-        ({"n_neurons": 2, "n_planes": 3}, "simulation.n_neurons"),
+        ({"beat_min_hz": 40.0}, "simulation.beat_max_hz"),
+        ({"n_neurons": 10, "n_planes": 12}, "simulation.n_neurons"),
+        ({"fraction_visual": 0.7}, "simulation.fraction_visual + fraction_motor_driver"),
+        (
+            {"tail_rate_hz": 3.0, "frame_rate_hz": 2.0, "beat_min_hz": 0.5, "beat_max_hz": 1.0},
+            "simulation.tail_rate_hz",
+        ),
+        ({"frame_rate_hz": float("inf")}, "simulation.frame_rate_hz"),
+        ({"read_noise_sd": float("nan")}, "simulation.read_noise_sd"),
     ],
 )
 def test_bad_parameters_raise_config_error(changes, key):
-    with pytest.raises(ConfigError, match=key) as error:
-        SimulationParams(**changes)
+    with pytest.raises(ConfigError, match=re.escape(f"'{key}'")) as error:
+        _params(**changes)
     assert "expected" in str(error.value) and "found" in str(error.value)
 
 
-def test_paper_scale_params_match_the_paper():
-    params = paper_scale_params()
+def test_pixel_size_from_the_data_section_is_checked_too():
+    with pytest.raises(ConfigError, match=re.escape("'data.pixel_size_um'")):
+        SimulationParams.from_config({}, pixel_size_um=float("inf"), plane_spacing_um=10.0)
+
+
+def test_schema_lists_every_parameter_and_nothing_else():
+    fields = {f.name for f in dataclasses.fields(SimulationParams)}
+    section = schema()["properties"]["simulation"]["properties"]
+    assert set(section) == fields - set(DATA_FIELDS)
+    assert all("default" in node and "description" in node for node in section.values())
+    with pytest.raises(TypeError):
+        SimulationParams()  # no defaults outside the schema
+
+
+def test_paper_scale_preset_matches_the_paper():
+    config = validate_config(
+        yaml.safe_load((REPO / "config/synthetic-paper-scale.yaml").read_text())
+    )
+    params = SimulationParams.from_config(
+        config["simulation"],
+        pixel_size_um=config["data"]["pixel_size_um"],
+        plane_spacing_um=config["data"]["plane_spacing_um"],
+    )
     assert (params.n_neurons, params.n_planes, params.n_frames) == (10_000, 6, 2_800)
     assert params.frame_rate_hz == 1.1 and params.pixel_size_um == 0.6
+    assert params.duration_s == pytest.approx(2545.45, abs=0.01)  # ~42 min
 
 
 def test_smooth_noise_has_unit_variance_even_when_shorter_than_its_timescale():
-    from nlp4neuro.simulate import _smooth_noise
-
     rng = np.random.default_rng(0)
     long = _smooth_noise(500, 3000, 30.0, rng)
     short = _smooth_noise(2000, 100, 130.0, rng)  # timescale > recording: near-constant rows
@@ -436,8 +492,124 @@ def test_smooth_noise_has_unit_variance_even_when_shorter_than_its_timescale():
 
 
 def test_every_plane_gets_rois_even_when_tiny():
-    params = SimulationParams(n_neurons=8, n_planes=6, n_frames=10)
-    for seed in range(5):
+    # 10 ROIs over 6 planes: in about half of these seeds a plane is first left empty.
+    params = _params(n_neurons=10, n_planes=6, n_frames=50)
+    for seed in range(10):
         rng = np.random.default_rng(seed)
-        places = place_neurons(assign_roles(8, params, rng), params, rng)
+        places = place_neurons(assign_roles(10, params, rng), params, rng)
         assert set(places["plane"]) == set(range(6))
+
+
+# ----------------------------------------------------------------------------- seeds and identity
+
+
+def test_fish_seed_depends_on_the_base_seed_and_the_fish_id_only():
+    # The formula of the comparison runs: SeedSequence([seed, crc32(id)]), first 32-bit word.
+    assert fish_seed(0, "3") == 2209525650
+    assert fish_seed(0, 3) == fish_seed(0, "3")  # config ints and wildcard strings agree
+    seeds = {fish_seed(0, fish) for fish in ("1", "2", "3", "10", "fish3")}
+    assert len(seeds) == 5
+    assert fish_seed(1, "3") != fish_seed(0, "3")
+
+
+def test_a_fish_gets_the_same_data_whatever_other_fish_are_listed(tmp_path):
+    small = _params(n_neurons=20, n_planes=2, n_frames=50, write_noiseless_dff=False)
+    runs = {}
+    for name, fish_list in {"three": [1, 2, 3], "one": [3]}.items():
+        # As the workflow: one job per listed fish, seeded from the config seed and its id.
+        runs[name] = {
+            str(fish): simulate_fish(
+                tmp_path / name / f"raw_data_f{fish}", small, seed=fish_seed(0, str(fish))
+            )
+            for fish in fish_list
+        }
+    alone, listed = runs["one"]["3"], runs["three"]["3"]
+    for name in ("plane_0/F.npy", "plane_1/Fneu.npy", "plane_0/iscell.npy"):
+        np.testing.assert_array_equal(np.load(alone / name), np.load(listed / name))
+    assert (alone / "stimulus.tsv").read_text() == (listed / "stimulus.tsv").read_text()
+    other = runs["three"]["1"]
+    assert not np.array_equal(np.load(other / "plane_0/F.npy"), np.load(alone / "plane_0/F.npy"))
+
+
+def _fingerprint(fish: Path, n_planes: int) -> dict[str, object]:
+    """Sums, position-weighted sums and text digests of every file of a simulated fish."""
+
+    def sums(values: np.ndarray) -> tuple[float, float]:
+        values = np.asarray(values, dtype=np.float64)
+        weights = np.linspace(1.0, 2.0, values.size).reshape(values.shape)
+        return float(values.sum()), float((values * weights).sum())
+
+    def planes(name: str) -> np.ndarray:
+        return np.concatenate([np.load(fish / f"plane_{k}" / name) for k in range(n_planes)])
+
+    stat = [
+        roi
+        for k in range(n_planes)
+        for roi in np.load(fish / f"plane_{k}" / "stat.npy", allow_pickle=True)
+    ]
+    tail = pd.read_hdf(fish / "plane_0" / "tail_df.h5", key="tail")
+    gt = xr.open_dataset(fish / "ground_truth.nc")
+    return {
+        "F": sums(planes("F.npy")),
+        "Fneu": sums(planes("Fneu.npy")),
+        "iscell": sums(planes("iscell.npy")),
+        "stat": sums([[s["npix"], s["ypix"].sum(), s["xpix"].sum()] for s in stat]),
+        "lam": sums(np.concatenate([s["lam"] for s in stat])),
+        "tail": sums(tail.filter(like="theta_").to_numpy()),
+        "tail_t": [len(tail), *sums(tail["t"]), int(tail["frame"].sum())],
+        **{name: sums(gt[name].to_numpy()) for name in _GROUND_TRUTH_FLOATS},
+        "bouts": [len(gt["bout"]), "".join(gt["bout_kind"].to_numpy().astype(str))],
+        **{
+            name: hashlib.sha256((fish / name).read_bytes()).hexdigest()[:16]
+            for name in ("stimulus.tsv", "neuron_labels.tsv")
+        },
+    }
+
+
+_GROUND_TRUTH_FLOATS = (
+    "dff_noiseless",
+    "tail_noiseless",
+    "bout_vigour",
+    "drive_weight",
+    "visual_weight",
+    "neuropil_coefficient",
+    "x_um",
+    "y_um",
+    "z_um",
+)
+
+# Computed once from the simulator before it was split into a package (commit 9171675,
+# SimulationParams(n_neurons=30, n_planes=2, n_frames=60), seed 5): the split, and any later
+# refactoring, must not change a single draw.
+_FINGERPRINT_BEFORE_SPLIT = {
+    "F": (1182136.5748596191, 1733938.1817966567),
+    "Fneu": (395882.05616760254, 597252.5997131416),
+    "iscell": (51.1359721487388, 76.42933600986282),
+    "stat": (1574145.0, 2351564.9325842694),
+    "lam": (29.999999975785613, 44.9624656923491),
+    "tail": (-12.377561225532013, -14.040643593409055),
+    "tail_t": [10546, 278018.925, 463373.66333333333, 300551],
+    "dff_noiseless": (166.4292702965904, 248.96277650000982),
+    "tail_noiseless": (-0.0949037389291334, -0.13313818334895358),
+    "bout_vigour": (1.5660610496997833, 2.6231297938017875),
+    "drive_weight": (3.403812576325583, 4.277945545331299),
+    "visual_weight": (3.950776225702691, 4.777780917630934),
+    "neuropil_coefficient": (20.50312745017426, 30.725943506518306),
+    "x_um": (8118.879527825961, 11795.017061821729),
+    "y_um": (9163.941042452701, 13908.198152757199),
+    "z_um": (120.0, 217.24137931034485),
+    "bouts": [7, "left_turnleft_turnright_turnleft_turnleft_turnleft_turnright_turn"],
+    "stimulus.tsv": "9f89a692d8e34a62",
+    "neuron_labels.tsv": "3769950e409e36fc",
+}
+
+
+def test_same_numbers_as_before_the_split(tmp_path):
+    fish = simulate_fish(tmp_path / "fish", _params(n_neurons=30, n_planes=2, n_frames=60), seed=5)
+    found = _fingerprint(fish, n_planes=2)
+    assert found.keys() == _FINGERPRINT_BEFORE_SPLIT.keys()
+    for name, expected in _FINGERPRINT_BEFORE_SPLIT.items():
+        if isinstance(expected, str) or name == "bouts":
+            assert found[name] == expected, name
+        else:
+            assert found[name] == pytest.approx(expected, rel=1e-6, abs=1e-9), name

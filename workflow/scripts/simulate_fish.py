@@ -2,7 +2,7 @@
 
 from _runtime import start
 
-from nlp4neuro.simulate import SimulationParams, simulate_fish
+from nlp4neuro.simulate import SimulationParams, fish_seed, simulate_fish
 
 logger = start(snakemake)
 params = SimulationParams.from_config(
@@ -10,5 +10,12 @@ params = SimulationParams.from_config(
     pixel_size_um=snakemake.params.pixel_size_um,
     plane_spacing_um=snakemake.params.plane_spacing_um,
 )
-logger.info("simulating %d ROIs x %d frames", params.n_neurons, params.n_frames)
-simulate_fish(snakemake.output.raw, params, seed=snakemake.params.seed)
+seed = fish_seed(snakemake.params.seed, snakemake.wildcards.fish)
+logger.info(
+    "simulating fish %s: %d ROIs x %d frames, seed %d",
+    snakemake.wildcards.fish,
+    params.n_neurons,
+    params.n_frames,
+    seed,
+)
+simulate_fish(snakemake.output.raw, params, seed=seed)
