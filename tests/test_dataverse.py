@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from nlp4neuro.config import section
 from nlp4neuro.dataverse import (
     DatasetNotFoundError,
     DownloadError,
@@ -32,6 +34,8 @@ from nlp4neuro.dataverse import (
 from nlp4neuro.errors import ConfigError
 
 DOI = "10.5072/FK2/TINY"
+# Retries as configured by default; the tests shorten only the timeout and the back-off.
+RETRIES = section("download")["retries"]
 
 
 @dataclass
@@ -45,7 +49,8 @@ class ServedFile:
     # "ok", "corrupt" (serves other bytes than the listed md5), "interrupt_once" (first GET
     # sends half the body then closes), "interrupt_always", "html" (Content-Type text/html),
     # "html_body" (HTML bytes labelled as binary), "tabular" (ingested: needs format=original),
-    # "ignore_range" (interrupts once, then answers every Range request with the whole file)
+    # "ignore_range" (interrupts once, then answers every Range request with the whole file),
+    # "unavailable_once" (first GET answers 503), "forbidden" (every GET answers 403)
     behaviour: str = "ok"
     n_gets: int = 0
 
@@ -141,6 +146,14 @@ class FakeDataverse:
                 if f.behaviour == "tabular" and query.get("format") != ["original"]:
                     self._send(200, b"archival\ttab\n", "text/tab-separated-values")
                     return
+                if f.behaviour == "unavailable_once" and f.n_gets == 1:
+                    self._send(503, b"busy", "text/plain")
+                    return
+                if f.behaviour == "forbidden":
+                    self._send(
+                        403, b'{"status":"ERROR","message":"restricted"}', "application/json"
+                    )
+                    return
                 if f.behaviour == "html":
                     self._send(200, b"<html><body>Maintenance</body></html>", "text/html")
                     return
@@ -208,6 +221,7 @@ def _fetch(fake: FakeDataverse, out: Path, **kwargs):
     kwargs.setdefault("chunk_bytes", 64)
     kwargs.setdefault("backoff_s", 0.0)
     kwargs.setdefault("timeout_s", 10.0)
+    kwargs.setdefault("retries", RETRIES)
     return fetch_dataset(DOI, out, server=fake.url, **kwargs)
 
 
@@ -383,10 +397,52 @@ def test_complete_part_from_earlier_run_is_verified_without_download(serve, tmp_
     assert _leftovers(tmp_path) == ["raw/F.npy"]
 
 
+def test_server_busy_is_retried_and_forbidden_is_not(serve, tmp_path):
+    busy = ServedFile(1, "raw", "F.npy", _payload(90, 13), "unavailable_once")
+    closed = ServedFile(2, "raw", "stat.npy", _payload(90, 14), "forbidden")
+    fake = serve([busy, closed])
+    report = _fetch(fake, tmp_path, strict=False)
+    assert report.downloaded == ["raw/F.npy"] and busy.n_gets == 2
+    assert (tmp_path / "raw/F.npy").read_bytes() == busy.content
+    assert closed.n_gets == 1  # an HTTP error that retrying cannot mend is asked once
+    assert report.failed["raw/stat.npy"].startswith("HTTP 403 from ")
+    assert _leftovers(tmp_path) == ["raw/F.npy"]
+
+
+def test_part_larger_than_listed_is_set_aside(serve, tmp_path):
+    f = ServedFile(1, "raw", "F.npy", _payload(40, 15))
+    fake = serve([f])
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw/F.npy.part").write_bytes(b"x" * 41)
+    report = _fetch(fake, tmp_path, strict=False)
+    assert "larger than the listed 40 bytes" in report.failed["raw/F.npy"]
+    assert report.corrupt == {"raw/F.npy": "raw/F.npy.corrupt"}
+    assert fake.file_requests() == []
+    # the next run starts afresh and keeps the bytes set aside
+    assert _fetch(fake, tmp_path).downloaded == ["raw/F.npy"]
+    assert _leftovers(tmp_path) == ["raw/F.npy", "raw/F.npy.corrupt"]
+
+
+def test_listing_with_repeated_paths_is_refused(serve):
+    fake = serve([ServedFile(1, "raw", "F.npy", b"a"), ServedFile(2, "raw", "F.npy", b"b")])
+    with pytest.raises(DownloadError, match=r"unique file paths.*raw/F.npy for file ids 1 and 2"):
+        list_files(DOI, server=fake.url, timeout_s=10.0)
+
+
+def test_unreachable_server_is_named(tmp_path):
+    with socket.socket() as sock:  # a port that was free a moment ago: nobody listens there
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(DownloadError, match=rf"doi:{DOI} on {url}: expected a reachable"):
+        list_files(DOI, server=url, timeout_s=2.0)
+
+
 def test_unknown_doi_names_the_doi(serve, tmp_path):
     fake = serve([])
     with pytest.raises(DatasetNotFoundError, match=r"doi:10\.5072/FK2/NOPE on http://127") as e:
-        fetch_dataset("doi:10.5072/FK2/NOPE", tmp_path, server=fake.url)
+        fetch_dataset(
+            "doi:10.5072/FK2/NOPE", tmp_path, server=fake.url, timeout_s=10.0, retries=RETRIES
+        )
     assert "HTTP 404" in str(e.value) and "not found" in str(e.value)
 
 
@@ -419,7 +475,7 @@ def test_paper_include_patterns_match_the_published_layout(serve):
     fake = serve(
         [ServedFile(i, str(Path(p).parent), Path(p).name, b"x") for i, p in enumerate(paths)]
     )
-    files, _ = list_files(DOI, server=fake.url)
+    files, _ = list_files(DOI, server=fake.url, timeout_s=10.0)
 
     def chosen(fish, groups):
         return [f.path for f in select_files(files, paper_include_patterns(fish, groups))]

@@ -76,15 +76,35 @@ def assert_figure_files(paths: list[Path], stem: Path) -> None:
     assert svg.stat().st_size > 5_000 and b"<svg" in svg.read_bytes()[:2000]
 
 
+def comparisons(summary: pd.DataFrame) -> pd.DataFrame:
+    pairs = default_pairs(list(MODELS), {"gpt2": "gpt2_untrained"})
+    return paired_comparisons(summary, pairs=pairs, alpha=0.05, n_bootstrap=200, seed=0)
+
+
 def test_model_comparison_with_annotated_twins(tmp_path):
     summary = summary_table()
-    pairs = default_pairs(list(MODELS), {"gpt2": "gpt2_untrained"})
-    stats = paired_comparisons(summary, pairs=pairs, n_bootstrap=200)
+    stats = comparisons(summary)
     stem = tmp_path / "figures" / "model_comparison"
     paths = evaluation.plot_model_comparison(summary, stats, stem)
     assert_figure_files(paths, stem)
-    # 5 fish: the bracket says the Wilcoxon test is not testable
-    assert b"n.t." in paths[1].read_bytes()
+    svg = paths[1].read_bytes()
+    # 5 fish: the table has a paired-t p but no Wilcoxon p (min p 0.0625), so only t is named.
+    twins = stats[stats["contrast"] == "pretrained_vs_untrained"]
+    assert twins["t_p_holm"].notna().all() and twins["wilcoxon_p_holm"].isna().all()
+    assert b"paired t p" in svg and b"(n=5 fish)" in svg
+    assert b"Wilcoxon" not in svg and b"n.t." not in svg
+
+
+def test_model_comparison_draws_no_p_value_where_the_table_has_none(tmp_path):
+    summary = summary_table(windows=(10,))
+    stats = comparisons(summary)
+    twin = stats["contrast"] == "pretrained_vs_untrained"
+    # As statistics.csv reads where no test was possible: empty p-value cells.
+    stats.loc[twin, ["t_p", "t_p_holm", "wilcoxon_p", "wilcoxon_p_holm"]] = np.nan
+    paths = evaluation.plot_model_comparison(summary, stats, tmp_path / "untestable")
+    svg = paths[1].read_bytes()
+    assert b"no test (n=5 fish)" in svg
+    assert b"p=" not in svg and b"p<" not in svg
 
 
 def test_model_comparison_without_stats_and_one_window(tmp_path):

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from nlp4neuro.config import allowed_values, section
 from nlp4neuro.errors import ConfigError
 from nlp4neuro.preprocessing import (
     PreprocessingParams,
@@ -21,6 +22,11 @@ from nlp4neuro.preprocessing import (
 )
 
 
+def params(**values) -> PreprocessingParams:
+    """Parameters from the validated config section: schema defaults plus `values`."""
+    return PreprocessingParams.from_config(section("preprocessing", **values))
+
+
 def _transient_trace(n_frames: int = 200, level: float = 10.0, bump: float = 5.0) -> np.ndarray:
     """(1, n_frames): a constant `level` with a 5-frame transient of +`bump` at frames 50..54."""
     trace = np.full((1, n_frames), level, dtype=np.float32)
@@ -33,12 +39,12 @@ def test_neuropil_correct_by_hand():
     Fneu = np.array([[5.0, 10.0]], dtype=np.float32)
     np.testing.assert_allclose(neuropil_correct(F, Fneu, 0.7), [[6.5, 5.0]], rtol=1e-6)
     np.testing.assert_array_equal(neuropil_correct(F, Fneu, 0.0), F)
-    assert neuropil_correct(F, Fneu).dtype == np.float32
+    assert neuropil_correct(F, Fneu, 0.7).dtype == np.float32
 
 
 def test_neuropil_correct_rejects_shape_mismatch():
     with pytest.raises(ValueError, match=r"Fneu: expected the shape of F \(1, 2\), found \(1, 3\)"):
-        neuropil_correct(np.ones((1, 2)), np.ones((1, 3)))
+        neuropil_correct(np.ones((1, 2)), np.ones((1, 3)), 0.7)
 
 
 def test_maximin_constant_with_transient_is_constant():
@@ -65,7 +71,7 @@ def test_maximin_linear_ramp_by_hand():
 
 def test_maximin_rejects_bad_rate():
     with pytest.raises(ValueError, match="frame_rate_hz"):
-        baseline_maximin(np.ones((1, 5)), frame_rate_hz=0.0)
+        baseline_maximin(np.ones((1, 5)), frame_rate_hz=0.0, sigma_s=10.0, window_s=60.0)
 
 
 def _step_trace() -> np.ndarray:
@@ -101,8 +107,8 @@ def test_percentile_baseline_default_step_follows_a_slow_baseline():
     t = np.arange(2000) / 1.1
     slow = 100 + 20 * np.sin(2 * np.pi * t / 600)  # 10-minute drift, 60 s window
     F = (slow + rng.exponential(5.0, size=(8, t.size))).astype(np.float32)
-    exact = baseline_percentile(F, 1.1, step_frames=1)
-    approx = baseline_percentile(F, 1.1)
+    exact = baseline_percentile(F, 1.1, window_s=60.0, percentile=8.0, step_frames=1)
+    approx = baseline_percentile(F, 1.1, window_s=60.0, percentile=8.0)
     deviation = approx - exact
     # The exact running percentile itself jumps by up to ~2 between neighbouring frames (order
     # statistics entering/leaving the window); the interpolation stays within that jitter.
@@ -116,7 +122,7 @@ def test_percentile_baseline_default_step_follows_a_slow_baseline():
 def test_delta_f_over_f_by_hand():
     F = np.array([[12.0, 15.0, 10.0]], dtype=np.float32)
     F0 = np.full((1, 3), 10.0, dtype=np.float32)
-    np.testing.assert_allclose(delta_f_over_f(F, F0), [[0.2, 0.5, 0.0]], rtol=1e-6)
+    np.testing.assert_allclose(delta_f_over_f(F, F0, 0.1), [[0.2, 0.5, 0.0]], rtol=1e-6)
 
 
 def test_f0_floor_guards_dips_and_nonpositive_baselines():
@@ -134,7 +140,7 @@ def test_f0_floor_guards_dips_and_nonpositive_baselines():
 
 def test_f0_floor_without_any_positive_baseline_raises():
     with pytest.raises(ValueError, match="positive median baseline"):
-        f0_floor(np.full((2, 4), -1.0))
+        f0_floor(np.full((2, 4), -1.0), 0.1)
 
 
 def test_reference_normalise_3x2_by_hand():
@@ -175,14 +181,18 @@ def test_drop_flat_neurons_counts_each_reason():
 
 
 def test_params_validation_and_to_dict():
-    params = PreprocessingParams(mode="reference", baseline_method="percentile")
-    as_dict = params.to_dict()
+    built = params(mode="reference", baseline_method="percentile")
+    as_dict = built.to_dict()
     assert json.loads(json.dumps(as_dict)) == as_dict
-    assert PreprocessingParams(**as_dict) == params
+    assert PreprocessingParams(**as_dict) == built
+    assert PreprocessingParams.from_config(as_dict) == built
     with pytest.raises(ConfigError, match=r"preprocessing\.mode.*one of.*'dF/F'"):
-        PreprocessingParams(mode="dF/F")
+        params(mode="dF/F")
     with pytest.raises(ConfigError, match=r"preprocessing\.f0_floor_fraction"):
-        PreprocessingParams(f0_floor_fraction=0.0)
+        params(f0_floor_fraction=0.0)
+    # No field has a default of its own: a missing key names it.
+    with pytest.raises(ConfigError, match=r"preprocessing\.flat_atol"):
+        PreprocessingParams.from_config({k: v for k, v in as_dict.items() if k != "flat_atol"})
 
 
 def _fish(n_frames: int = 200) -> tuple[np.ndarray, np.ndarray]:
@@ -198,9 +208,8 @@ def _fish(n_frames: int = 200) -> tuple[np.ndarray, np.ndarray]:
 def test_preprocess_dff_mode_by_hand():
     F, Fneu = _fish()
     F_before = F.copy()
-    params = PreprocessingParams(neuropil_coefficient=0.5, baseline_sigma_s=2.0,
-                                 baseline_window_s=31.0)  # fmt: skip
-    signal, keep, info = preprocess(F, Fneu, 1.0, params)
+    chosen = params(neuropil_coefficient=0.5, baseline_sigma_s=2.0, baseline_window_s=31.0)
+    signal, keep, info = preprocess(F, Fneu, 1.0, chosen)
     # F - 0.5 * 20 = 100 at rest; transients of +50 and +100 -> dF/F 0.5 and 1.0.
     expected = np.zeros((2, 200))
     expected[0, 50:55] = 0.5
@@ -214,8 +223,8 @@ def test_preprocess_dff_mode_by_hand():
 
 def test_preprocess_dff_percentile_without_neuropil():
     F, _ = _fish()
-    params = PreprocessingParams(baseline_method="percentile", baseline_window_s=31.0)
-    signal, _, info = preprocess(F, None, 1.0, params)
+    chosen = params(baseline_method="percentile", baseline_window_s=31.0)
+    signal, _, info = preprocess(F, None, 1.0, chosen)
     # No neuropil: rest 110, transients +50 / +100.
     np.testing.assert_allclose(signal[0, 50:55], 50 / 110, rtol=1e-5)
     np.testing.assert_allclose(signal[1, 120:125], 100 / 110, rtol=1e-5)
@@ -225,7 +234,7 @@ def test_preprocess_dff_percentile_without_neuropil():
 
 def test_preprocess_reference_mode_ignores_neuropil():
     F, Fneu = _fish()
-    signal, keep, info = preprocess(F, Fneu, 1.0, PreprocessingParams(mode="reference"))
+    signal, keep, info = preprocess(F, Fneu, 1.0, params(mode="reference"))
     np.testing.assert_array_equal(signal, reference_normalise(F[keep]))
     # Two kept neurons: the larger one is 1, the other 0, and equal frames are 0.
     assert signal[0, 52] == 1.0 and signal[1, 52] == 0.0 and np.all(signal[:, 0] == 0.0)
@@ -234,9 +243,9 @@ def test_preprocess_reference_mode_ignores_neuropil():
 
 def test_preprocess_raw_mode():
     F, Fneu = _fish()
-    signal, keep, _ = preprocess(F, Fneu, 1.0, PreprocessingParams(mode="raw"))
+    signal, keep, _ = preprocess(F, Fneu, 1.0, params(mode="raw"))
     np.testing.assert_allclose(signal, F[keep] - 0.7 * Fneu[keep], rtol=1e-6)
-    no_neuropil = PreprocessingParams(mode="raw", neuropil_coefficient=0)
+    no_neuropil = params(mode="raw", neuropil_coefficient=0)
     untouched, _, info = preprocess(F, Fneu, 1.0, no_neuropil)
     np.testing.assert_array_equal(untouched, F[keep])
     assert not info["neuropil_applied"]
@@ -246,11 +255,34 @@ def test_preprocess_raw_mode():
 
 def test_preprocess_rejects_all_flat_and_bad_shapes():
     with pytest.raises(ValueError, match="at least one neuron with a varying trace"):
-        preprocess(np.zeros((3, 10)), None, 1.0, PreprocessingParams())
+        preprocess(np.zeros((3, 10)), None, 1.0, params())
     with pytest.raises(ValueError, match="Fneu: expected the shape of F"):
-        preprocess(np.ones((3, 10)), np.ones((2, 10)), 1.0, PreprocessingParams())
+        preprocess(np.ones((3, 10)), np.ones((2, 10)), 1.0, params())
     with pytest.raises(ValueError, match="2-D"):
-        preprocess(np.ones(10), None, 1.0, PreprocessingParams())
+        preprocess(np.ones(10), None, 1.0, params())
+
+
+def test_unvalidated_mode_or_baseline_method_is_a_config_error():
+    F, Fneu = _fish()
+    as_dict = params().to_dict()
+    for key in ("mode", "baseline_method"):
+        bad = PreprocessingParams(**{**as_dict, key: "dF/F"})
+        with pytest.raises(ConfigError, match=rf"preprocessing\.{key}.*one of"):
+            preprocess(F, Fneu, 1.0, bad)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("mode", m) for m in allowed_values("preprocessing", "mode")]
+    + [("baseline_method", b) for b in allowed_values("preprocessing", "baseline_method")],
+)
+def test_every_value_the_schema_allows_has_a_step(key, value):
+    F, Fneu = _fish()
+    chosen = params(**{key: value}, baseline_window_s=31.0)
+    signal, keep, info = preprocess(F, Fneu, 1.0, chosen)
+    np.testing.assert_array_equal(keep, [True, False, True])
+    assert signal.shape == (2, 200) and np.isfinite(signal).all()
+    assert info["mode"] == chosen.mode
 
 
 @pytest.mark.parametrize("method", ["maximin", "percentile"])
@@ -259,6 +291,6 @@ def test_preprocess_runs_at_realistic_size(method):
     rng = np.random.default_rng(2)
     F = (200 + rng.gamma(2.0, 10.0, size=(2000, 2800))).astype(np.float32)
     Fneu = (80 + rng.normal(0, 3, size=(2000, 2800))).astype(np.float32)
-    signal, keep, _ = preprocess(F, Fneu, 1.1, PreprocessingParams(baseline_method=method))
+    signal, keep, _ = preprocess(F, Fneu, 1.1, params(baseline_method=method))
     assert signal.shape == (2000, 2800) and signal.dtype == np.float32 and keep.all()
     assert np.isfinite(signal).all()

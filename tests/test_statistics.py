@@ -17,6 +17,8 @@ from nlp4neuro.statistics import (
     wilcoxon_min_p,
 )
 
+# The significance level the hand-computed expectations below assume (the schema's default).
+ALPHA = 0.05
 FISH6 = [9, 10, 11, 12, 13, 14]
 A6 = np.array([0.050, 0.052, 0.048, 0.055, 0.051, 0.049])
 # b - a = [4, 2, 6, -1, 3, 5] x 1e-3
@@ -44,13 +46,20 @@ def summary_from(values: dict[str, dict[int, float]], window: int = 10) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def compare(summary: pd.DataFrame, pairs, **options) -> pd.DataFrame:
+    """`paired_comparisons` at ALPHA, seed 0 and 200 resamples unless `options` say otherwise."""
+    return paired_comparisons(
+        summary, pairs=pairs, **{"alpha": ALPHA, "seed": 0, "n_bootstrap": 200, **options}
+    )
+
+
 def six_fish(**extra: np.ndarray) -> pd.DataFrame:
     models = {"a": A6, "b": B6, **extra}
     return summary_from({m: dict(zip(FISH6, v, strict=True)) for m, v in models.items()})
 
 
 def test_six_fish_against_hand_and_scipy():
-    table = paired_comparisons(six_fish(), pairs=[("a", "b")], n_bootstrap=2000)
+    table = compare(six_fish(), [("a", "b")], n_bootstrap=2000)
     assert list(table.columns) == list(COMPARISON_COLUMNS)
     row = table.iloc[0]
     # a - b = -[4, 2, 6, -1, 3, 5] x 1e-3
@@ -81,9 +90,7 @@ def test_six_fish_against_hand_and_scipy():
 
 def test_holm_across_all_rows_by_hand():
     c6 = A6 + np.array([0.001, -0.002, 0.0005, 0.002, -0.001, 0.0015])
-    table = paired_comparisons(
-        six_fish(c=c6), pairs=[("a", "b"), ("a", "c"), ("b", "c")], n_bootstrap=200
-    )
+    table = compare(six_fish(c=c6), [("a", "b"), ("a", "c"), ("b", "c")])
     raw = table["t_p"].to_numpy()
     expected_raw = [stats.ttest_rel(x, y).pvalue for x, y in ((A6, B6), (A6, c6), (B6, c6))]
     np.testing.assert_allclose(raw, expected_raw)
@@ -114,7 +121,7 @@ def test_too_few_fish_for_wilcoxon_says_so_and_reports_no_p(n_fish, min_p):
             "b": dict(zip(fish, B6[:n_fish], strict=True)),
         }
     )
-    row = paired_comparisons(summary, pairs=[("a", "b")], n_bootstrap=500).iloc[0]
+    row = compare(summary, [("a", "b")], n_bootstrap=500).iloc[0]
     assert row["n_fish"] == n_fish
     assert math.isnan(row["wilcoxon_p"]) and math.isnan(row["wilcoxon_p_holm"])
     assert not row["wilcoxon_testable"] and not row["wilcoxon_significant"]
@@ -125,9 +132,22 @@ def test_too_few_fish_for_wilcoxon_says_so_and_reports_no_p(n_fish, min_p):
     assert np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"])
 
 
+def test_alpha_decides_wilcoxon_testability():
+    # 5 fish: min p = 2/32 = 0.0625 cannot reach 0.05 but can reach 0.1.
+    summary = summary_from(
+        {
+            "a": dict(zip(FISH6[:5], A6[:5], strict=True)),
+            "b": dict(zip(FISH6[:5], B6[:5], strict=True)),
+        }
+    )
+    row = compare(summary, [("a", "b")], alpha=0.1).iloc[0]
+    assert row["wilcoxon_testable"] and row["note"] == ""
+    assert row["wilcoxon_p"] == pytest.approx(stats.wilcoxon(A6[:5], B6[:5], method="exact").pvalue)
+
+
 def test_two_fish_have_no_ci():
     summary = summary_from({"a": {9: 0.05, 10: 0.06}, "b": {9: 0.07, 10: 0.065}})
-    row = paired_comparisons(summary, pairs=[("a", "b")]).iloc[0]
+    row = compare(summary, [("a", "b")]).iloc[0]
     assert math.isnan(row["ci_low"]) and math.isnan(row["ci_high"])
     assert "bootstrap CI not computable with 2 fish" in row["note"]
 
@@ -148,7 +168,7 @@ def test_ci_reproducible_with_seed_and_matches_scipy():
     )
 
     def ci(seed: int) -> tuple[float, float]:
-        row = paired_comparisons(summary, pairs=[("a", "b")], n_bootstrap=1000, seed=seed).iloc[0]
+        row = compare(summary, [("a", "b")], n_bootstrap=1000, seed=seed).iloc[0]
         return row["ci_low"], row["ci_high"]
 
     assert ci(7) == ci(7)
@@ -163,9 +183,7 @@ def test_unpaired_fish_are_dropped_and_counted():
     values_a = dict(zip(FISH6, A6, strict=True))  # fish 9..14
     values_b = dict(zip([9, 10, 11, 12, 13, 15], B6, strict=True))  # 15 instead of 14
     values_b[13] = np.nan  # a diverged fish counts as missing
-    row = paired_comparisons(
-        summary_from({"a": values_a, "b": values_b}), pairs=[("a", "b")], n_bootstrap=200
-    ).iloc[0]
+    row = compare(summary_from({"a": values_a, "b": values_b}), [("a", "b")]).iloc[0]
     assert row["n_fish"] == 4 and row["n_dropped"] == 3
     assert row["fish"] == "9,10,11,12"
     assert "3 fish dropped (not present for both models): 13, 14, 15" in row["note"]
@@ -173,15 +191,13 @@ def test_unpaired_fish_are_dropped_and_counted():
 
 
 def test_higher_is_better_flips_the_sign_count():
-    row = paired_comparisons(
-        six_fish(), pairs=[("a", "b")], lower_is_better=False, n_bootstrap=200
-    ).iloc[0]
+    row = compare(six_fish(), [("a", "b")], lower_is_better=False).iloc[0]
     assert row["sign_summary"] == "a better in 1 of 6 fish"
 
 
 def test_one_row_per_pair_and_window():
     summary = pd.concat([six_fish(), six_fish().assign(window_frames=20)], ignore_index=True)
-    table = paired_comparisons(summary, pairs=[("a", "b")], n_bootstrap=200)
+    table = compare(summary, [("a", "b")])
     assert list(table["window_frames"]) == [10, 20]
     # two identical windows: raw p equal, Holm over 2 rows doubles it
     assert table["t_p_holm"].iloc[0] == pytest.approx(min(1.0, 2 * table["t_p"].iloc[0]))
@@ -202,32 +218,32 @@ def test_default_pairs_flags_twins():
 def test_contrast_column_is_carried_through():
     summary = six_fish()
     pairs = default_pairs(["a", "b"], {"a": "b"})
-    table = paired_comparisons(summary, pairs=pairs, n_bootstrap=200)
+    table = compare(summary, pairs)
     assert list(table["contrast"]) == ["pretrained_vs_untrained"]
 
 
 def test_bad_inputs():
     summary = six_fish()
     with pytest.raises(ConfigError, match="pairs"):
-        paired_comparisons(summary, pairs=[("a", "gpt9")])
+        compare(summary, [("a", "gpt9")])
     with pytest.raises(ConfigError, match="metric/segment"):
-        paired_comparisons(summary, metric="mae", pairs=[("a", "b")])
+        compare(summary, [("a", "b")], metric="mae")
     with pytest.raises(InputFileError, match="seeds averaged"):
-        paired_comparisons(pd.concat([summary, summary]), pairs=[("a", "b")])
+        compare(pd.concat([summary, summary]), [("a", "b")])
     with pytest.raises(InputFileError, match="missing"):
-        paired_comparisons(summary.drop(columns="fish"), pairs=[("a", "b")])
+        compare(summary.drop(columns="fish"), [("a", "b")])
 
 
 def test_bca_interval_and_identical_differences():
-    row = paired_comparisons(six_fish(), pairs=[("a", "b")], ci_method="BCa", n_bootstrap=2000)
+    row = compare(six_fish(), [("a", "b")], ci_method="BCa", n_bootstrap=2000)
     row = row.iloc[0]
     assert row["ci_method"] == "BCa"
     assert row["ci_low"] < row["mean_diff"] < row["ci_high"]
     # b = a + 0.01 in every fish: CI collapses to the difference, t-test undefined, Wilcoxon exact
     constant = six_fish(c=A6 + 0.01)
-    row = paired_comparisons(constant, pairs=[("a", "c")], n_bootstrap=200).iloc[0]
+    row = compare(constant, [("a", "c")]).iloc[0]
     assert row["ci_low"] == pytest.approx(-0.01) and row["ci_high"] == pytest.approx(-0.01)
     assert math.isnan(row["t_p"]) and "t-test undefined" in row["note"]
     assert row["wilcoxon_p"] == pytest.approx(2 / 64)
     with pytest.raises(ConfigError, match="ci_method"):
-        paired_comparisons(constant, pairs=[("a", "c")], ci_method="studentized")
+        compare(constant, [("a", "c")], ci_method="studentized")

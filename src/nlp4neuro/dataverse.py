@@ -59,10 +59,6 @@ from nlp4neuro.provenance import atomic_output
 
 logger = logging.getLogger(__name__)
 
-PAPER_DOI = "10.7910/DVN/I8LULX"
-HARVARD_DATAVERSE = "https://dataverse.harvard.edu"
-PAPER_FISH = (9, 10, 11, 12, 13)
-
 # Dataverse checksum type names -> hashlib names.
 _HASHES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-512": "sha512"}
 _HTML_STARTS = (b"<!doctype", b"<html")
@@ -173,11 +169,17 @@ def _remote_file(entry: Mapping[str, Any], doi: str) -> RemoteFile:
 def list_files(
     doi: str,
     *,
-    server: str = HARVARD_DATAVERSE,
-    timeout_s: float = 60.0,
+    server: str,
+    timeout_s: float,
     session: requests.Session | None = None,
 ) -> tuple[list[RemoteFile], dict[str, Any]]:
     """The files of the latest published version of a data set, via the native API.
+
+    Args:
+        doi: the data set's DOI (any form `normalise_doi` accepts).
+        server: Dataverse installation base URL (config ``download.server``).
+        timeout_s: connect/read timeout of the request in seconds (``download.timeout_s``).
+        session: a ``requests.Session`` to use.
 
     Returns:
         (files in listing order, version info: ``version`` "major.minor", ``version_state``,
@@ -188,9 +190,26 @@ def list_files(
         DownloadError: another HTTP error or a response that is not the expected JSON.
     """
     doi = normalise_doi(doi)
-    session = session or _new_session()
-    url = f"{server.rstrip('/')}/api/datasets/:persistentId/"
     where = f"doi:{doi} on {server}"
+    payload = _dataset_json(session or _new_session(), doi, server, timeout_s, where)
+    version = payload.get("data", {}).get("latestVersion")
+    if not isinstance(version, Mapping) or not isinstance(version.get("files"), list):
+        raise DownloadError(where, "data.latestVersion.files in the JSON", f"keys {list(payload)}")
+    files = [_remote_file(entry, doi) for entry in version["files"]]
+    _check_unique_paths(files, where)
+    info = {
+        "version": f"{version.get('versionNumber', '?')}.{version.get('versionMinorNumber', '?')}",
+        "version_state": version.get("versionState", ""),
+        "persistent_url": payload.get("data", {}).get("persistentUrl", f"https://doi.org/{doi}"),
+    }
+    return files, info
+
+
+def _dataset_json(
+    session: requests.Session, doi: str, server: str, timeout_s: float, where: str
+) -> Mapping[str, Any]:
+    """The native API's JSON answer about the data set, or the error that says what went wrong."""
+    url = f"{server.rstrip('/')}/api/datasets/:persistentId/"
     try:
         response = session.get(url, params={"persistentId": f"doi:{doi}"}, timeout=timeout_s)
     except requests.exceptions.RequestException as err:
@@ -201,24 +220,23 @@ def list_files(
         payload = response.json()
     except ValueError:
         payload = None
-    message = payload.get("message", "") if isinstance(payload, Mapping) else ""
-    if response.status_code == 404 or (
-        isinstance(payload, Mapping) and payload.get("status") == "ERROR"
-    ):
+    is_json = isinstance(payload, Mapping)
+    if response.status_code == 404 or (is_json and payload.get("status") == "ERROR"):
+        message = payload.get("message", "") if is_json else ""
         raise DatasetNotFoundError(
             where,
             "an existing, published data set",
             f"HTTP {response.status_code}" + (f" ({message})" if message else ""),
         )
-    if response.status_code != 200 or not isinstance(payload, Mapping):
+    if response.status_code != 200 or not is_json:
         body = response.text[:200].replace("\n", " ")
         raise DownloadError(
             where, "HTTP 200 with the data set's JSON", f"HTTP {response.status_code}: {body!r}"
         )
-    version = payload.get("data", {}).get("latestVersion")
-    if not isinstance(version, Mapping) or not isinstance(version.get("files"), list):
-        raise DownloadError(where, "data.latestVersion.files in the JSON", f"keys {list(payload)}")
-    files = [_remote_file(entry, doi) for entry in version["files"]]
+    return payload
+
+
+def _check_unique_paths(files: list[RemoteFile], where: str) -> None:
     seen: dict[str, int] = {}
     for f in files:
         if f.path in seen:
@@ -226,12 +244,6 @@ def list_files(
                 where, "unique file paths", f"{f.path} for file ids {seen[f.path]} and {f.file_id}"
             )
         seen[f.path] = f.file_id
-    info = {
-        "version": f"{version.get('versionNumber', '?')}.{version.get('versionMinorNumber', '?')}",
-        "version_state": version.get("versionState", ""),
-        "persistent_url": payload.get("data", {}).get("persistentUrl", f"https://doi.org/{doi}"),
-    }
-    return files, info
 
 
 def select_files(files: Iterable[RemoteFile], include: Sequence[str]) -> list[RemoteFile]:
@@ -259,7 +271,6 @@ _GROUPS = {
         "exp1-4_data/fish{n}/images/*",
     ),
 }
-PAPER_GROUPS = tuple(_GROUPS)
 
 
 def paper_include_patterns(fish: Sequence[int | str], groups: Sequence[str]) -> list[str]:
@@ -375,6 +386,18 @@ class _Transfer:
     progress_every_s: float
 
 
+@dataclass
+class _Part:
+    """The ``<name>.part`` file of one download; `resumed` once bytes were appended to it."""
+
+    path: Path
+    resumed: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+
 def _download_one(
     session: requests.Session,
     url: str,
@@ -387,88 +410,120 @@ def _download_one(
 
     Raises _FileFailed with the reason; a checksum mismatch also moves the bytes aside.
     """
-    part = final.with_name(final.name + ".part")
-    params = {"format": "original"} if remote.original else None
-    expect_html = final.suffix.lower() in (".html", ".htm")
-    attempt = 0
-    resumed = False
-    while True:
-        offset = part.stat().st_size if part.exists() else 0
-        if remote.size is not None and offset > remote.size:
-            moved = _move_aside(part)
-            report.corrupt[remote.path] = str(moved.relative_to(Path(report.out_dir)))
-            raise _FileFailed(
-                f"partial file larger than the listed {remote.size} bytes; moved to {moved.name}"
-            )
-        if remote.size is not None and offset == remote.size:
-            break  # a complete .part left by an earlier run: only verification is missing
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        try:
-            report.n_requests += 1
-            with session.get(
-                url, params=params, headers=headers, stream=True, timeout=opts.timeout_s
-            ) as response:
-                if response.status_code == 416 and offset:
-                    break  # server says the range starts at the end: .part is complete
-                if response.status_code in _RETRY_STATUS:
-                    raise requests.exceptions.ConnectionError(f"HTTP {response.status_code}")
-                if response.status_code not in (200, 206):
-                    raise _FileFailed(
-                        f"HTTP {response.status_code} from {response.url}: {response.text[:200]!r}"
-                    )
-                content_type = response.headers.get("Content-Type", "")
-                if content_type.lower().startswith("text/html") and not expect_html:
-                    raise _FileFailed(
-                        f"an HTML page (Content-Type {content_type}) instead of the file from "
-                        f"{response.url}; the server may be down or the file restricted"
-                    )
-                if response.status_code == 206:
-                    start = _content_range_start(response.headers.get("Content-Range", ""))
-                    if start != offset:
-                        raise _FileFailed(
-                            f"a range starting at byte {offset}, got Content-Range "
-                            f"{response.headers.get('Content-Range')!r}"
-                        )
-                    mode = "ab"
-                    resumed = resumed or offset > 0
-                else:
-                    mode, offset = "wb", 0  # server ignored Range: start over
-                _stream(response, part, mode, offset, remote, report, opts, expect_html)
-            if remote.size is None or part.stat().st_size == remote.size:
-                break
-            raise requests.exceptions.ChunkedEncodingError(
-                f"connection ended at byte {part.stat().st_size} of {remote.size}"
-            )
-        except _TRANSIENT as err:
-            attempt += 1
-            got = part.stat().st_size if part.exists() else 0
-            if attempt > opts.retries:
-                raise _FileFailed(
-                    f"transfer interrupted {attempt} time(s), last: {type(err).__name__}: {err}; "
-                    f"{got} bytes kept in {part.name}, the next run resumes there"
-                ) from err
-            wait = opts.backoff_s * 2 ** (attempt - 1)
-            logger.warning(
-                "%s: %s at byte %d; retry %d/%d in %.1f s (resuming with Range)",
-                remote.path,
-                type(err).__name__,
-                got,
-                attempt,
-                opts.retries,
-                wait,
-            )
-            time.sleep(wait)
-
-    if not _verify(part, remote, opts.chunk_bytes):
-        moved = _move_aside(part)
-        report.corrupt[remote.path] = str(moved.relative_to(Path(report.out_dir)))
+    part = _Part(final.with_name(final.name + ".part"))
+    _fill_part(session, url, remote, part, report, opts)
+    if not _verify(part.path, remote, opts.chunk_bytes):
+        moved = _set_aside(part.path, remote, report)
         raise _FileFailed(
             f"{remote.checksum_type or 'size'} mismatch (listed {remote.checksum or remote.size}); "
             f"bytes moved to {moved.name}"
         )
-    os.replace(part, final)  # atomic: the final name only ever holds verified bytes
-    if resumed:
+    os.replace(part.path, final)  # atomic: the final name only ever holds verified bytes
+    if part.resumed:
         report.resumed.append(remote.path)
+
+
+def _set_aside(path: Path, remote: RemoteFile, report: FetchReport) -> Path:
+    """Move bad bytes to ``.corrupt`` (see `_move_aside`) and record where in the report."""
+    moved = _move_aside(path)
+    report.corrupt[remote.path] = str(moved.relative_to(Path(report.out_dir)))
+    return moved
+
+
+def _fill_part(
+    session: requests.Session,
+    url: str,
+    remote: RemoteFile,
+    part: _Part,
+    report: FetchReport,
+    opts: _Transfer,
+) -> None:
+    """Request until `part` is complete; after a network failure wait and resume with Range.
+
+    Raises _FileFailed once `opts.retries` retries are spent (the ``.part`` stays for next time).
+    """
+    for attempt in itertools.count(1):
+        try:
+            _request_rest(session, url, remote, part, report, opts)
+            return
+        except _TRANSIENT as err:
+            if attempt > opts.retries:
+                raise _FileFailed(
+                    f"transfer interrupted {attempt} time(s), last: {type(err).__name__}: "
+                    f"{err}; {part.size} bytes kept in {part.path.name}, the next run resumes there"
+                ) from err
+            wait = opts.backoff_s * 2 ** (attempt - 1)
+            logger.warning(
+                "%s: %s at byte %d; retry %d/%d in %.1f s (resuming with Range)",
+                remote.path, type(err).__name__, part.size, attempt, opts.retries, wait,
+            )  # fmt: skip
+            time.sleep(wait)
+
+
+def _request_rest(
+    session: requests.Session,
+    url: str,
+    remote: RemoteFile,
+    part: _Part,
+    report: FetchReport,
+    opts: _Transfer,
+) -> None:
+    """One GET of the bytes `part` lacks, appended to it (or written afresh).
+
+    Returns when the part is complete; raises a `_TRANSIENT` error when the transfer ended early
+    (a retry resumes it) and _FileFailed when retrying cannot help.
+    """
+    offset = part.size
+    if remote.size is not None and offset > remote.size:
+        moved = _set_aside(part.path, remote, report)
+        raise _FileFailed(
+            f"partial file larger than the listed {remote.size} bytes; moved to {moved.name}"
+        )
+    if remote.size is not None and offset == remote.size:
+        return  # a complete .part left by an earlier run: only verification is missing
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    params = {"format": "original"} if remote.original else None
+    expect_html = PurePosixPath(remote.path).suffix.lower() in (".html", ".htm")
+    report.n_requests += 1
+    with session.get(
+        url, params=params, headers=headers, stream=True, timeout=opts.timeout_s
+    ) as response:
+        if response.status_code == 416 and offset:
+            return  # server says the range starts at the end: .part is complete
+        mode, offset = _write_mode(response, offset, expect_html)
+        part.resumed = part.resumed or offset > 0
+        _stream(response, part.path, mode, offset, remote, report, opts, expect_html)
+    if remote.size is not None and part.size != remote.size:
+        raise requests.exceptions.ChunkedEncodingError(
+            f"connection ended at byte {part.size} of {remote.size}"
+        )
+
+
+def _write_mode(response: requests.Response, offset: int, expect_html: bool) -> tuple[str, int]:
+    """("ab", offset) to append an answered Range, ("wb", 0) to start over; else raise.
+
+    Raises a retryable ConnectionError for 429/5xx, _FileFailed for other errors, an HTML page
+    or a range that does not start at `offset`.
+    """
+    status = response.status_code
+    if status in _RETRY_STATUS:
+        raise requests.exceptions.ConnectionError(f"HTTP {status}")
+    if status not in (200, 206):
+        raise _FileFailed(f"HTTP {status} from {response.url}: {response.text[:200]!r}")
+    content_type = response.headers.get("Content-Type", "")
+    if content_type.lower().startswith("text/html") and not expect_html:
+        raise _FileFailed(
+            f"an HTML page (Content-Type {content_type}) instead of the file from "
+            f"{response.url}; the server may be down or the file restricted"
+        )
+    if status != 206:
+        return "wb", 0  # server ignored Range (or none was asked): start over
+    content_range = response.headers.get("Content-Range", "")
+    if _content_range_start(content_range) != offset:
+        raise _FileFailed(
+            f"a range starting at byte {offset}, got Content-Range {content_range or None!r}"
+        )
+    return "ab", offset
 
 
 def _content_range_start(value: str) -> int | None:
@@ -515,11 +570,11 @@ def fetch_dataset(
     doi: str,
     out_dir: str | Path,
     *,
-    server: str = HARVARD_DATAVERSE,
+    server: str,
+    timeout_s: float,
+    retries: int,
     include: Sequence[str] = ("*",),
-    timeout_s: float = 60.0,
     chunk_bytes: int = 1 << 20,
-    retries: int = 3,
     backoff_s: float = 2.0,
     progress_every_s: float = 30.0,
     strict: bool = True,
@@ -533,12 +588,13 @@ def fetch_dataset(
     Args:
         doi: the data set's DOI (``10.7910/DVN/I8LULX``, ``doi:...`` or a doi.org URL).
         out_dir: download folder (created).
-        server: Dataverse installation base URL.
+        server: Dataverse installation base URL (config ``download.server``).
+        timeout_s: connect/read timeout per request, seconds (``download.timeout_s``).
+        retries: retries of one file after a network failure, each resuming with Range
+            (``download.retries``).
         include: glob patterns on the data-set path ``directoryLabel/filename``; ``*``
             matches across ``/``. :func:`paper_include_patterns` builds them for the paper.
-        timeout_s: connect/read timeout per request, seconds.
         chunk_bytes: bytes per read/write chunk.
-        retries: retries of one file after a network failure (each resumes with Range).
         backoff_s: wait before the first retry, doubled for each further one.
         progress_every_s: seconds between progress lines of one large file.
         strict: raise DownloadError after trying every file if any failed or was corrupt.
@@ -552,15 +608,53 @@ def fetch_dataset(
         `strict`) some file failed; ``err.report`` then holds the full report.
     """
     doi = normalise_doi(doi)
+    opts = _transfer_options(timeout_s, chunk_bytes, retries, backoff_s, progress_every_s)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    session = session or _new_session()
+    files, version = list_files(doi, server=server, timeout_s=timeout_s, session=session)
+    selected = _selected(files, include, doi)
+    report = FetchReport(doi=doi, server=server, out_dir=str(out), version=version, n_requests=1)
+    logger.info(
+        "doi:%s version %s: %d of %d files selected, %.1f MB", doi, version["version"],
+        len(selected), len(files), sum(f.size or 0 for f in selected) / 1e6,
+    )  # fmt: skip
+    for i, remote in enumerate(selected, start=1):
+        _fetch_file(session, remote, out, report, opts, f"[{i}/{len(selected)}]")
+    _log_outcome(report)
+    if strict and not report.ok:
+        # Every corrupt file is also in `failed`, with the reason and where its bytes went.
+        listing = "; ".join(f"{p}: {why}" for p, why in sorted(report.failed.items()))
+        raise DownloadError(
+            f"doi:{doi}", "every selected file downloaded and verified", listing, report=report
+        )
+    return report
+
+
+def _log_outcome(report: FetchReport) -> None:
+    logger.info(
+        "doi:%s: %d downloaded (%d resumed), %d already present, %d corrupt, %d failed; %.1f MB",
+        report.doi, len(report.downloaded), len(report.resumed), len(report.skipped),
+        len(report.corrupt), len(report.failed), report.bytes_downloaded / 1e6,
+    )  # fmt: skip
+
+
+def _transfer_options(
+    timeout_s: float, chunk_bytes: int, retries: int, backoff_s: float, progress_every_s: float
+) -> _Transfer:
+    """The checked transfer settings, or ConfigError naming the bad one."""
     for key, value in (("timeout_s", timeout_s), ("chunk_bytes", chunk_bytes)):
         if not (math.isfinite(float(value)) and value > 0):
             raise ConfigError(key, "a positive number", value)
     if int(retries) < 0 or float(backoff_s) < 0:
         raise ConfigError("retries/backoff_s", "values >= 0", (retries, backoff_s))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    session = session or _new_session()
-    files, version = list_files(doi, server=server, timeout_s=timeout_s, session=session)
+    return _Transfer(
+        float(timeout_s), int(chunk_bytes), int(retries), float(backoff_s), float(progress_every_s)
+    )
+
+
+def _selected(files: list[RemoteFile], include: Sequence[str], doi: str) -> list[RemoteFile]:
+    """`select_files`, or DownloadError naming the patterns and example paths if none match."""
     selected = select_files(files, include)
     if not selected:
         examples = ", ".join(f.path for f in files[:5])
@@ -569,72 +663,49 @@ def fetch_dataset(
             f"files matching {list(include)}",
             f"none of its {len(files)} files (e.g. {examples})",
         )
-    report = FetchReport(doi=doi, server=server, out_dir=str(out), version=version)
-    report.n_requests = 1
-    opts = _Transfer(
-        float(timeout_s), int(chunk_bytes), int(retries), float(backoff_s), float(progress_every_s)
-    )
-    total = sum(f.size or 0 for f in selected)
-    logger.info(
-        "doi:%s version %s: %d of %d files selected, %.1f MB",
-        doi,
-        version["version"],
-        len(selected),
-        len(files),
-        total / 1e6,
-    )
-    base = server.rstrip("/")
-    for i, remote in enumerate(selected, start=1):
-        report.files[remote.path] = {
-            "id": remote.file_id,
-            "size": remote.size,
-            "checksum_type": remote.checksum_type,
-            "checksum": remote.checksum,
-        }
-        if remote.checksum_type is None:
-            report.unverified.append(remote.path)
-            logger.warning("%s: no checksum listed; only the size can be checked", remote.path)
-        final = out / remote.path
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            if _verify(final, remote, opts.chunk_bytes):
-                report.skipped.append(remote.path)
-                logger.info("[%d/%d] %s: present and verified", i, len(selected), remote.path)
-                continue
-            moved = _move_aside(final)
-            logger.warning("%s: existing file fails verification; moved to %s", final, moved.name)
-        logger.info(
-            "[%d/%d] %s (%s)",
-            i,
-            len(selected),
-            remote.path,
-            f"{remote.size / 1e6:.1f} MB" if remote.size is not None else "size unknown",
-        )
-        url = f"{base}/api/access/datafile/{remote.file_id}"
-        try:
-            _download_one(session, url, remote, final, report, opts)
-        except _FileFailed as err:
-            report.failed[remote.path] = str(err)
-            logger.error("%s: %s", remote.path, err)
-            continue
-        report.downloaded.append(remote.path)
-    logger.info(
-        "doi:%s: %d downloaded (%d resumed), %d already present, %d corrupt, %d failed; %.1f MB",
-        doi,
-        len(report.downloaded),
-        len(report.resumed),
-        len(report.skipped),
-        len(report.corrupt),
-        len(report.failed),
-        report.bytes_downloaded / 1e6,
-    )
-    if strict and not report.ok:
-        # Every corrupt file is also in `failed`, with the reason and where its bytes went.
-        listing = "; ".join(f"{p}: {why}" for p, why in sorted(report.failed.items()))
-        raise DownloadError(
-            f"doi:{doi}", "every selected file downloaded and verified", listing, report=report
-        )
-    return report
+    return selected
+
+
+def _fetch_file(
+    session: requests.Session,
+    remote: RemoteFile,
+    out: Path,
+    report: FetchReport,
+    opts: _Transfer,
+    counter: str,
+) -> None:
+    """One selected file: list it in the manifest, skip it if verified, else download it.
+
+    A failure is recorded in `report.failed` (and logged), never raised.
+    """
+    report.files[remote.path] = {
+        "id": remote.file_id,
+        "size": remote.size,
+        "checksum_type": remote.checksum_type,
+        "checksum": remote.checksum,
+    }
+    if remote.checksum_type is None:
+        report.unverified.append(remote.path)
+        logger.warning("%s: no checksum listed; only the size can be checked", remote.path)
+    final = out / remote.path
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        if _verify(final, remote, opts.chunk_bytes):
+            report.skipped.append(remote.path)
+            logger.info("%s %s: present and verified", counter, remote.path)
+            return
+        moved = _move_aside(final)
+        logger.warning("%s: existing file fails verification; moved to %s", final, moved.name)
+    size = f"{remote.size / 1e6:.1f} MB" if remote.size is not None else "size unknown"
+    logger.info("%s %s (%s)", counter, remote.path, size)
+    url = f"{report.server.rstrip('/')}/api/access/datafile/{remote.file_id}"
+    try:
+        _download_one(session, url, remote, final, report, opts)
+    except _FileFailed as err:
+        report.failed[remote.path] = str(err)
+        logger.error("%s: %s", remote.path, err)
+        return
+    report.downloaded.append(remote.path)
 
 
 def write_manifest(report: FetchReport, path: str | Path) -> Path:

@@ -5,11 +5,12 @@ vectorised over neurons, in float32 where that loses nothing that matters (accum
 means and standard deviations are done in float64). A paper-scale fish (14k neurons x 2.8k frames)
 takes seconds.
 
-Two conventions are supported (`PreprocessingParams.mode`):
+Three conventions are supported (`PreprocessingParams.mode`; the allowed values and every default
+are in the config schema's ``preprocessing`` section):
 
-- ``"dff"`` (this pipeline's default): neuropil correction F - r * Fneu when a neuropil trace
-  exists, a slow baseline F0 (suite2p-style maximin or a running percentile), then
-  dF/F = (F - F0) / F0 with F0 guarded from below.
+- ``"dff"``: neuropil correction F - r * Fneu when a neuropil trace exists, a slow baseline F0
+  (suite2p-style maximin or a running percentile), then dF/F = (F - F0) / F0 with F0 guarded
+  from below.
 - ``"reference"``: the NLP4Neuro paper's convention: raw suite2p F (no neuropil subtraction, no
   dF/F), then each time frame's population vector is standardised and min-max scaled to [0, 1].
 - ``"raw"``: F after neuropil correction (if any), otherwise untouched.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,13 +33,11 @@ import xarray as xr
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
+from nlp4neuro import config
 from nlp4neuro.errors import ConfigError
 from nlp4neuro.provenance import json_default
 
 logger = logging.getLogger(__name__)
-
-MODES = ("dff", "reference", "raw")
-BASELINE_METHODS = ("maximin", "percentile")
 
 # Working-memory budget (bytes) for the temporary window arrays of `baseline_percentile`; the
 # neurons are processed in chunks that fit it. Not a scientific parameter.
@@ -65,7 +65,7 @@ def _window_frames(window_s: float, frame_rate_hz: float, name: str) -> int:
     return frames if frames % 2 == 1 else frames + 1
 
 
-def neuropil_correct(F: np.ndarray, Fneu: np.ndarray, coefficient: float = 0.7) -> np.ndarray:
+def neuropil_correct(F: np.ndarray, Fneu: np.ndarray, coefficient: float) -> np.ndarray:
     """Subtract scaled neuropil: F - coefficient * Fneu.
 
     Args:
@@ -89,7 +89,7 @@ def neuropil_correct(F: np.ndarray, Fneu: np.ndarray, coefficient: float = 0.7) 
 
 
 def baseline_maximin(
-    F: np.ndarray, frame_rate_hz: float, sigma_s: float = 10.0, window_s: float = 60.0
+    F: np.ndarray, frame_rate_hz: float, sigma_s: float, window_s: float
 ) -> np.ndarray:
     """Slow baseline F0 by suite2p's "maximin" filter.
 
@@ -144,8 +144,8 @@ def default_percentile_step(window_frames: int) -> int:
 def baseline_percentile(
     F: np.ndarray,
     frame_rate_hz: float,
-    window_s: float = 60.0,
-    percentile: float = 8.0,
+    window_s: float,
+    percentile: float,
     step_frames: int | None = None,
 ) -> np.ndarray:
     """Slow baseline F0 as a running low percentile over a centred window.
@@ -200,7 +200,7 @@ def baseline_percentile(
     return at_centres[:, left] * (1 - weight) + at_centres[:, right] * weight
 
 
-def f0_floor(F0: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+def f0_floor(F0: np.ndarray, fraction: float) -> np.ndarray:
     """Per-neuron lower bound for F0 used by `delta_f_over_f`.
 
     The floor is `fraction` times the neuron's own median baseline: dF/F is a change relative to
@@ -238,7 +238,7 @@ def _floors_from_medians(medians: np.ndarray, fraction: float) -> np.ndarray:
     return (fraction * np.where(positive, medians, population)).astype(np.float32)
 
 
-def delta_f_over_f(F: np.ndarray, F0: np.ndarray, f0_floor_fraction: float = 0.1) -> np.ndarray:
+def delta_f_over_f(F: np.ndarray, F0: np.ndarray, f0_floor_fraction: float) -> np.ndarray:
     """dF/F = (F - F0) / max(F0, floor), with the per-neuron floor of `f0_floor`.
 
     Args:
@@ -299,7 +299,7 @@ def reference_normalise(X: np.ndarray) -> np.ndarray:
     return z
 
 
-def drop_flat_neurons(F: np.ndarray, atol: float = 1e-6) -> tuple[np.ndarray, dict[str, int]]:
+def drop_flat_neurons(F: np.ndarray, atol: float) -> tuple[np.ndarray, dict[str, int]]:
     """Find neurons that carry no signal: constant traces (all-zero included) or non-finite values.
 
     A trace is flat when its standard deviation over time (computed in float64) is <= `atol`
@@ -338,7 +338,10 @@ def drop_flat_neurons(F: np.ndarray, atol: float = 1e-6) -> tuple[np.ndarray, di
 
 @dataclass(frozen=True)
 class PreprocessingParams:
-    """Every parameter of `preprocess`; built from the config's ``preprocessing`` section.
+    """Every parameter of `preprocess`, built from the validated ``preprocessing`` config section.
+
+    The schema (``config.schema.yaml``) holds each field's default, allowed values and range and
+    checks them when the config is validated; build with `from_config`.
 
     Attributes:
         mode: "dff" (neuropil -> baseline -> dF/F), "reference" (raw F, per-frame
@@ -352,37 +355,23 @@ class PreprocessingParams:
         baseline_step_frames: spacing of exact evaluations of the running percentile (None =
             1/8 of the window, see `baseline_percentile`).
         f0_floor_fraction: F0 floor as a fraction of the neuron's median F0 (see `f0_floor`).
-        flat_atol: standard deviation at or below which a neuron counts as flat.
+        flat_atol: standard deviation (units of F) at or below which a neuron counts as flat.
     """
 
-    mode: str = "dff"
-    neuropil_coefficient: float = 0.7
-    baseline_method: str = "maximin"
-    baseline_window_s: float = 60.0
-    baseline_sigma_s: float = 10.0
-    baseline_percentile: float = 8.0
-    baseline_step_frames: int | None = None
-    f0_floor_fraction: float = 0.1
-    flat_atol: float = 1e-6
+    mode: str
+    neuropil_coefficient: float
+    baseline_method: str
+    baseline_window_s: float
+    baseline_sigma_s: float
+    baseline_percentile: float
+    baseline_step_frames: int | None
+    f0_floor_fraction: float
+    flat_atol: float
 
-    def __post_init__(self) -> None:
-        checks: list[tuple[str, bool, str]] = [
-            ("mode", self.mode in MODES, f"one of {MODES}"),
-            ("neuropil_coefficient", self.neuropil_coefficient >= 0, "a ratio >= 0"),
-            ("baseline_method", self.baseline_method in BASELINE_METHODS,
-             f"one of {BASELINE_METHODS}"),
-            ("baseline_window_s", self.baseline_window_s > 0, "a duration > 0 s"),
-            ("baseline_sigma_s", self.baseline_sigma_s >= 0, "a duration >= 0 s"),
-            ("baseline_percentile", 0 <= self.baseline_percentile <= 100, "a value in [0, 100]"),
-            ("baseline_step_frames",
-             self.baseline_step_frames is None or self.baseline_step_frames >= 1,
-             "null or an integer >= 1"),
-            ("f0_floor_fraction", 0 < self.f0_floor_fraction <= 1, "a value in (0, 1]"),
-            ("flat_atol", self.flat_atol >= 0, "a tolerance >= 0"),
-        ]  # fmt: skip
-        for name, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"preprocessing.{name}", expected, getattr(self, name))
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> PreprocessingParams:
+        """From the validated ``preprocessing`` section (`nlp4neuro.config.section`)."""
+        return config.build(cls, section, "preprocessing")
 
     def to_dict(self) -> dict[str, Any]:
         """All parameters as a JSON-safe dict (for provenance attributes)."""
@@ -415,6 +404,22 @@ def preprocess(
             (neuron-frame samples whose F0 was raised to the floor, dF/F mode) and
             "n_f0_nonpositive_median" (neurons floored at the population level, dF/F mode).
     """
+    F, Fneu = _checked_inputs(F, Fneu, frame_rate_hz)
+    keep, info = _neurons_with_signal(F, params)
+    if params.mode == "reference":  # the paper's convention: raw F, neuropil ignored
+        return reference_normalise(F[keep]), keep, info
+    signal = _neuropil_corrected(F, Fneu, keep, params, info)
+    if params.mode == "raw":
+        return signal, keep, info
+    if params.mode == "dff":
+        return _dff_of(signal, frame_rate_hz, params, info), keep, info
+    raise _not_allowed("mode", params.mode)
+
+
+def _checked_inputs(
+    F: np.ndarray, Fneu: np.ndarray | None, frame_rate_hz: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """F and Fneu as float32 (n_neurons, n_frames) arrays of one shape; a positive rate."""
     F = _as_traces(F, "F")
     if Fneu is not None:
         Fneu = _as_traces(Fneu, "Fneu")
@@ -422,9 +427,14 @@ def preprocess(
             raise ValueError(f"Fneu: expected the shape of F {F.shape}, found {Fneu.shape}")
     if not frame_rate_hz > 0:
         raise ValueError(f"frame_rate_hz: expected a positive rate in Hz, found {frame_rate_hz!r}")
+    return F, Fneu
 
+
+def _neurons_with_signal(
+    F: np.ndarray, params: PreprocessingParams
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """(n_neurons,) keep mask and the info dict started with the drop counts; logs them."""
     keep, counts = drop_flat_neurons(F, atol=params.flat_atol)
-    info: dict[str, Any] = {**counts, "mode": params.mode, "neuropil_applied": False}
     logger.info(
         "preprocess (%s): %d of %d neurons kept; dropped %d all-zero, %d constant, %d non-finite",
         params.mode, counts["n_kept"], counts["n_neurons"], counts["n_all_zero"],
@@ -435,29 +445,33 @@ def preprocess(
             f"F: expected at least one neuron with a varying trace, found none of "
             f"{counts['n_neurons']}"
         )
+    return keep, {**counts, "mode": params.mode, "neuropil_applied": False}
+
+
+def _neuropil_corrected(
+    F: np.ndarray,
+    Fneu: np.ndarray | None,
+    keep: np.ndarray,
+    params: PreprocessingParams,
+    info: dict[str, Any],
+) -> np.ndarray:
+    """(n_kept, n_frames) F - r * Fneu of the kept neurons, or their F where there is no Fneu/r."""
     # Boolean indexing copies, so later in-place steps never touch the caller's array.
-    signal = F[keep]
+    if Fneu is None or params.neuropil_coefficient == 0:
+        return F[keep]
+    info["neuropil_applied"] = True
+    logger.info("neuropil correction with r = %g", params.neuropil_coefficient)
+    return neuropil_correct(F[keep], Fneu[keep], params.neuropil_coefficient)
 
-    if params.mode == "reference":
-        return reference_normalise(signal), keep, info
 
-    if Fneu is not None and params.neuropil_coefficient > 0:
-        signal = neuropil_correct(signal, Fneu[keep], params.neuropil_coefficient)
-        info["neuropil_applied"] = True
-        logger.info("neuropil correction with r = %g", params.neuropil_coefficient)
-    if params.mode == "raw":
-        return signal, keep, info
+def _dff_of(
+    signal: np.ndarray, frame_rate_hz: float, params: PreprocessingParams, info: dict[str, Any]
+) -> np.ndarray:
+    """(n_kept, n_frames) dF/F of `signal` with the per-neuron F0 floor.
 
-    if params.baseline_method == "maximin":
-        F0 = baseline_maximin(
-            signal, frame_rate_hz, sigma_s=params.baseline_sigma_s,
-            window_s=params.baseline_window_s,
-        )  # fmt: skip
-    else:
-        F0 = baseline_percentile(
-            signal, frame_rate_hz, window_s=params.baseline_window_s,
-            percentile=params.baseline_percentile, step_frames=params.baseline_step_frames,
-        )  # fmt: skip
+    Adds "n_f0_clipped" and "n_f0_nonpositive_median" to `info`.
+    """
+    F0 = _baseline(signal, frame_rate_hz, params)
     medians = np.median(F0, axis=1)
     floors = _floors_from_medians(medians, params.f0_floor_fraction)
     info["n_f0_clipped"] = int((F0 < floors[:, None]).sum())
@@ -467,7 +481,28 @@ def preprocess(
         "non-positive median baseline", params.baseline_method, info["n_f0_clipped"], F0.size,
         info["n_f0_nonpositive_median"],
     )  # fmt: skip
-    return _dff(signal, F0, floors), keep, info
+    return _dff(signal, F0, floors)
+
+
+def _baseline(F: np.ndarray, frame_rate_hz: float, params: PreprocessingParams) -> np.ndarray:
+    """(n_neurons, n_frames) F0 by `params.baseline_method`."""
+    if params.baseline_method == "maximin":
+        return baseline_maximin(
+            F, frame_rate_hz, sigma_s=params.baseline_sigma_s, window_s=params.baseline_window_s
+        )
+    if params.baseline_method == "percentile":
+        return baseline_percentile(
+            F, frame_rate_hz, window_s=params.baseline_window_s,
+            percentile=params.baseline_percentile, step_frames=params.baseline_step_frames,
+        )  # fmt: skip
+    raise _not_allowed("baseline_method", params.baseline_method)
+
+
+def _not_allowed(key: str, value: Any) -> ConfigError:
+    """ConfigError for a preprocessing value outside the schema's list (params not validated)."""
+    return ConfigError(
+        f"preprocessing.{key}", f"one of {config.allowed_values('preprocessing', key)}", value
+    )
 
 
 def preprocess_ingested(ingested: xr.Dataset, params: PreprocessingParams) -> xr.Dataset:

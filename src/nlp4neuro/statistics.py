@@ -209,12 +209,12 @@ def _fish_values(rows: pd.DataFrame, model: str) -> pd.Series:
 def paired_comparisons(
     summary: pd.DataFrame,
     *,
+    pairs: pd.DataFrame | Iterable[Sequence[str]],
+    alpha: float,
+    n_bootstrap: int,
+    seed: int,
     metric: str = "rmse",
     segment: str = "pooled",
-    pairs: pd.DataFrame | Iterable[Sequence[str]],
-    alpha: float = 0.05,
-    n_bootstrap: int = 10000,
-    seed: int = 0,
     lower_is_better: bool = True,
     ci_method: str = "percentile",
 ) -> pd.DataFrame:
@@ -223,14 +223,15 @@ def paired_comparisons(
     Args:
         summary: output of `nlp4neuro.metrics.summarise` (one value per model x fish x window x
             metric x segment; columns model, fish, window_frames, metric, segment, value).
-        metric, segment: which rows of `summary` to compare (e.g. "rmse", "pooled").
         pairs: (model_a, model_b) tuples, (model_a, model_b, contrast) tuples, or the DataFrame
             of `default_pairs`. Differences are model_a - model_b.
         alpha: significance level for the CI (1 - alpha), the Wilcoxon testability rule and the
-            `*_significant` columns.
-        n_bootstrap: bootstrap resamples for the CI of the mean paired difference.
+            `*_significant` columns (config `evaluation.alpha`).
+        n_bootstrap: bootstrap resamples for the CI of the mean paired difference (config
+            `evaluation.n_bootstrap`).
         seed: seeds a fresh numpy Generator for every comparison, so each CI is reproducible and
             does not depend on the order of the pairs.
+        metric, segment: which rows of `summary` to compare (e.g. "rmse", "pooled").
         lower_is_better: True for errors (RMSE, MAE), False for R², Pearson r and skill; decides
             which model counts as "better" in the sign count.
         ci_method: "percentile" or "BCa" (`scipy.stats.bootstrap`).
@@ -242,14 +243,47 @@ def paired_comparisons(
         across all rows. See the module docstring for when p-values or CIs are NaN.
     """
     _check_summary(summary)
+    _check_options(alpha, n_bootstrap, ci_method)
+    pair_list = _normalise_pairs(pairs)
+    selected = _select(summary, metric, segment, pair_list)
+    options = {
+        "alpha": alpha,
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "lower_is_better": lower_is_better,
+        "ci_method": ci_method,
+    }
+    rows = []
+    for window in sorted(selected["window_frames"].unique()):
+        in_window = selected[selected["window_frames"] == window]
+        for model_a, model_b, contrast in pair_list:
+            row = _compare(
+                _fish_values(in_window, model_a),
+                _fish_values(in_window, model_b),
+                model_a=model_a,
+                model_b=model_b,
+                **options,
+            )
+            where = {"window_frames": window, "metric": metric, "segment": segment}
+            rows.append(row | where | {"contrast": contrast})
+    table = _with_holm(pd.DataFrame(rows), alpha)
+    logger.info("%d paired comparisons on %s/%s", len(table), metric, segment)
+    return table[list(COMPARISON_COLUMNS)]
+
+
+def _check_options(alpha: float, n_bootstrap: int, ci_method: str) -> None:
     if not 0.0 < alpha < 1.0:
-        raise ConfigError("alpha", "a number in (0, 1)", alpha)
+        raise ConfigError("evaluation.alpha", "a number in (0, 1)", alpha)
     if n_bootstrap < 1:
-        raise ConfigError("n_bootstrap", "a positive integer", n_bootstrap)
+        raise ConfigError("evaluation.n_bootstrap", "a positive integer", n_bootstrap)
     if ci_method not in ("percentile", "BCa"):
         raise ConfigError("ci_method", "'percentile' or 'BCa'", ci_method)
-    pair_list = _normalise_pairs(pairs)
 
+
+def _select(
+    summary: pd.DataFrame, metric: str, segment: str, pair_list: list[tuple[str, str, str]]
+) -> pd.DataFrame:
+    """The rows of one metric and segment; every model of `pair_list` must have some."""
     selected = summary[(summary["metric"] == metric) & (summary["segment"] == segment)]
     if selected.empty:
         raise ConfigError(
@@ -262,37 +296,16 @@ def paired_comparisons(
     unknown = sorted({m for a, b, _ in pair_list for m in (a, b)} - known)
     if unknown:
         raise ConfigError("pairs", f"models present in the summary {sorted(known)}", unknown)
+    return selected
 
-    rows = []
-    for window in sorted(selected["window_frames"].unique()):
-        in_window = selected[selected["window_frames"] == window]
-        for model_a, model_b, contrast in pair_list:
-            rows.append(
-                _compare(
-                    _fish_values(in_window, model_a),
-                    _fish_values(in_window, model_b),
-                    model_a=model_a,
-                    model_b=model_b,
-                    alpha=alpha,
-                    n_bootstrap=n_bootstrap,
-                    seed=seed,
-                    lower_is_better=lower_is_better,
-                    ci_method=ci_method,
-                )
-                | {
-                    "window_frames": window,
-                    "metric": metric,
-                    "segment": segment,
-                    "contrast": contrast,
-                }
-            )
-    table = pd.DataFrame(rows)
+
+def _with_holm(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Add Holm-adjusted p-values over all rows and the `*_significant` columns."""
     table["t_p_holm"] = _holm(table["t_p"], alpha)
     table["wilcoxon_p_holm"] = _holm(table["wilcoxon_p"], alpha)
     table["t_significant"] = table["t_p_holm"] < alpha
     table["wilcoxon_significant"] = table["wilcoxon_p_holm"] < alpha
-    logger.info("%d paired comparisons on %s/%s", len(table), metric, segment)
-    return table[list(COMPARISON_COLUMNS)]
+    return table
 
 
 def _compare(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -115,16 +116,17 @@ def _format_p(p: float) -> str:
 
 
 def _annotation(row: pd.Series) -> str:
-    t_text = (
-        f"paired t {_format_p(row['t_p_holm'])}"
-        if np.isfinite(row["t_p_holm"])
-        else "paired t n.t."
-    )
-    if np.isfinite(row["wilcoxon_p_holm"]):
-        w_text = f"Wilcoxon {_format_p(row['wilcoxon_p_holm'])}"
-    else:
-        w_text = f"Wilcoxon n.t. (min p {row['wilcoxon_min_p']:.3g})"
-    return f"{t_text} (n={int(row['n_fish'])} fish)\n{w_text}"
+    """The tests that the statistics table gives a (Holm-corrected) p-value, and the fish count.
+
+    A test the table leaves without a p-value (too few fish, identical differences) is not
+    named: the figure draws no p-value where no test was possible.
+    """
+    tests = [
+        f"{name} {_format_p(row[column])}"
+        for name, column in (("paired t", "t_p_holm"), ("Wilcoxon", "wilcoxon_p_holm"))
+        if np.isfinite(row[column])
+    ]
+    return "\n".join(tests or ["no test"]) + f" (n={int(row['n_fish'])} fish)"
 
 
 def plot_model_comparison(
@@ -139,7 +141,7 @@ def plot_model_comparison(
     One panel per window size. Each fish is one colour; a thin line joins the same fish across
     models, so paired differences are visible. Black bars: mean +- s.e.m. over fish. Brackets
     above pretrained-vs-untrained pairs give the Holm-corrected paired t-test and Wilcoxon
-    p-values ("n.t.": not testable with this many fish).
+    p-values where the statistics table has them ("no test" where it has none).
 
     Args:
         summary: `nlp4neuro.metrics.summarise` output (seeds averaged within fish).
@@ -159,50 +161,61 @@ def plot_model_comparison(
     windows = sorted(rows["window_frames"].unique())
     fish_ids = sorted(rows["fish"].unique())
     frame_rate_hz = _frame_rate_hz(rows)
+    low, high, step = _value_range(rows)
+    fig = Figure(figsize=(1.5 + 1.2 * len(models) * len(windows), 4.6), layout="constrained")
+    axes = fig.subplots(1, len(windows), sharey=True, squeeze=False)[0]
+    top = high + step * 0.5
+    for ax, window in zip(axes, windows, strict=True):
+        _draw_fish_panel(ax, rows[rows["window_frames"] == window], models, fish_ids)
+        ax.set_title(_window_title(int(window), frame_rate_hz), fontsize=10)
+        if stats_rows is not None:
+            pairs = stats_rows[stats_rows["window_frames"] == window]
+            top = max(top, _annotate_pairs(ax, pairs, models, high + step * 0.5, step))
+    axes[0].set_ylim(low - step * 0.5, top)
+    axes[0].set_ylabel(f"{metric_label(metric)}, {_segment_label(segment)}")
+    _comparison_legend(fig, axes[0], stats_rows)
+    return save_figure(fig, out_stem)
 
+
+def _value_range(rows: pd.DataFrame) -> tuple[float, float, float]:
+    """(lowest, highest finite value, bracket step) in data units; (0, 1) if none is finite."""
     finite = rows["value"].to_numpy(dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     # Vertical unit for brackets: a fraction of the data range (or of the value if all equal).
-    step = 0.12 * ((high - low) or abs(high) or 1.0)
+    return low, high, 0.12 * ((high - low) or abs(high) or 1.0)
 
-    fig = Figure(figsize=(1.5 + 1.2 * len(models) * len(windows), 4.6), layout="constrained")
-    axes = fig.subplots(1, len(windows), sharey=True, squeeze=False)[0]
+
+def _draw_fish_panel(ax: Axes, rows: pd.DataFrame, models: list[str], fish_ids: list[Any]) -> None:
+    """One window's panel: a dot per fish and model, lines joining a fish, mean +- s.e.m."""
+    table = rows.pivot_table(index="fish", columns="model", values="value", aggfunc="mean")
+    table = table.reindex(index=fish_ids, columns=models)
+    values = table.to_numpy(dtype=np.float64)
     x = np.arange(len(models))
-    top = high + step * 0.5
-    for ax, window in zip(axes, windows, strict=True):
-        table = rows[rows["window_frames"] == window].pivot_table(
-            index="fish", columns="model", values="value", aggfunc="mean"
-        )
-        table = table.reindex(index=fish_ids, columns=models)
-        values = table.to_numpy(dtype=np.float64)
-        for i, fish in enumerate(fish_ids):
-            ax.plot(x, values[i], color="0.75", linewidth=0.8, zorder=1)
-            ax.scatter(x, values[i], s=22, color=_colour(i), zorder=2, label=f"fish {fish}")
-        # pandas skips missing fish and gives NaN s.e.m. for fewer than 2 fish.
-        mean = table.mean(axis=0).to_numpy(dtype=np.float64)
-        sem = table.sem(axis=0).to_numpy(dtype=np.float64)
-        ax.errorbar(
-            x + 0.22, mean, yerr=sem, fmt="_", color="black", markersize=12, capsize=3, zorder=3
-        )
-        ax.set_xticks(x, models, rotation=30, ha="right", rotation_mode="anchor")
-        ax.set_xlim(-0.5, len(models) - 0.5)
-        ax.set_title(_window_title(int(window), frame_rate_hz), fontsize=10)
-        ax.grid(axis="y", color="0.92")
-        ax.set_axisbelow(True)
-        if stats_rows is not None:
-            in_window = stats_rows[stats_rows["window_frames"] == window]
-            top = max(top, _annotate_pairs(ax, in_window, models, high + step * 0.5, step))
-    axes[0].set_ylim(low - step * 0.5, top)
-    axes[0].set_ylabel(f"{metric_label(metric)}, {_segment_label(segment)}")
-    handles, labels = axes[0].get_legend_handles_labels()
+    for i, fish in enumerate(fish_ids):
+        ax.plot(x, values[i], color="0.75", linewidth=0.8, zorder=1)
+        ax.scatter(x, values[i], s=22, color=_colour(i), zorder=2, label=f"fish {fish}")
+    # pandas skips missing fish and gives NaN s.e.m. for fewer than 2 fish.
+    mean = table.mean(axis=0).to_numpy(dtype=np.float64)
+    sem = table.sem(axis=0).to_numpy(dtype=np.float64)
+    ax.errorbar(
+        x + 0.22, mean, yerr=sem, fmt="_", color="black", markersize=12, capsize=3, zorder=3
+    )
+    ax.set_xticks(x, models, rotation=30, ha="right", rotation_mode="anchor")
+    ax.set_xlim(-0.5, len(models) - 0.5)
+    ax.grid(axis="y", color="0.92")
+    ax.set_axisbelow(True)
+
+
+def _comparison_legend(fig: Figure, first: Axes, stats_rows: pd.DataFrame | None) -> None:
+    """Fish colours, the mean bar and (where drawn) the meaning of the brackets."""
+    handles, labels = first.get_legend_handles_labels()
     handles.append(Line2D([], [], color="black", marker="_", markersize=12, linestyle=""))
     labels.append("mean ± s.e.m. over fish")
     if stats_rows is not None and (stats_rows["contrast"] == "pretrained_vs_untrained").any():
         handles.append(Line2D([], [], color="black", lw=0.8))
-        labels.append("pretrained vs untrained:\nHolm-corrected p\n(n.t.: not testable)")
+        labels.append("pretrained vs untrained:\nHolm-corrected p where\na test was possible")
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
-    return save_figure(fig, out_stem)
 
 
 def _annotate_pairs(
@@ -287,14 +300,7 @@ def plot_predictions(
     Returns:
         The written paths [png, svg].
     """
-    if not ds_by_model:
-        raise ConfigError("ds_by_model", "at least one model's predictions", "none")
-    for name, ds in ds_by_model.items():
-        _check_prediction_dataset(name, ds)
-    fish = {str(ds.attrs.get("fish", "?")) for ds in ds_by_model.values()}
-    if len(fish) > 1:
-        raise ConfigError("ds_by_model", "predictions of one fish", f"fish {sorted(fish)}")
-    tests = {name: _test_split(ds) for name, ds in ds_by_model.items()}
+    tests, fish = _test_splits_of_one_fish(ds_by_model)
     reference = next(iter(tests.values()))
     segments = [str(s) for s in reference["segment"].values]
     epochs = _stimulus_epochs(reference, stimulus)
@@ -302,36 +308,51 @@ def plot_predictions(
 
     n_panels = 1 + len(segments)
     fig = Figure(figsize=(10, 1.3 * n_panels + 0.8), layout="constrained")
-    axes = fig.subplots(n_panels, 1, sharex=True)
-    axes = np.atleast_1d(axes)
-    time = reference["time"].values
+    axes = np.atleast_1d(fig.subplots(n_panels, 1, sharex=True))
     true = reference["true"].values
-    traces = [(true.sum(axis=1), "summed angle (rad)")] + [
-        (true[:, k], f"{seg} (rad)") for k, seg in enumerate(segments)
-    ]
-    for k, (ax, (values, label)) in enumerate(zip(axes, traces, strict=True)):
-        for _, epoch in epochs.iterrows():
-            ax.axvspan(
-                epoch["start_s"],
-                epoch["stop_s"],
-                color=stimulus_colour[epoch["stimulus"]],
-                alpha=0.15,
-                linewidth=0,
-            )
-        ax.plot(time, values, color="black", linewidth=1.0, label="true")
+    labels = ["summed angle (rad)"] + [f"{seg} (rad)" for seg in segments]
+    for panel, (ax, label) in enumerate(zip(axes, labels, strict=True)):
+        _shade_epochs(ax, epochs, stimulus_colour)
+        true_angle = _panel_angle(true, panel)
+        ax.plot(reference["time"].values, true_angle, color="black", linewidth=1.0, label="true")
         for i, (name, ds) in enumerate(tests.items()):
-            predicted = ds["predicted"].values
-            trace = predicted.sum(axis=1) if k == 0 else predicted[:, k - 1]
-            ax.plot(ds["time"].values, trace, color=_colour(i), linewidth=0.9, label=name)
+            predicted = _panel_angle(ds["predicted"].values, panel)
+            ax.plot(ds["time"].values, predicted, color=_colour(i), linewidth=0.9, label=name)
         ax.set_ylabel(label, fontsize=8)
         ax.tick_params(labelsize=8)
     axes[-1].set_xlabel("time (s)")
-    handles, labels = axes[0].get_legend_handles_labels()
+    handles, names = axes[0].get_legend_handles_labels()
     handles += [Patch(color=c, alpha=0.3) for c in stimulus_colour.values()]
-    labels += [f"stimulus: {s}" for s in stimulus_colour]
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8)
-    axes[0].set_title(f"fish {fish.pop()}, test split", fontsize=10)
+    names += [f"stimulus: {s}" for s in stimulus_colour]
+    fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 6), fontsize=8)
+    axes[0].set_title(f"fish {fish}, test split", fontsize=10)
     return save_figure(fig, out_stem)
+
+
+def _panel_angle(angles: np.ndarray, panel: int) -> np.ndarray:
+    """(time,) angle in rad drawn in a panel: panel 0 sums the segments, panel k is segment k-1."""
+    return angles.sum(axis=1) if panel == 0 else angles[:, panel - 1]
+
+
+def _shade_epochs(ax: Axes, epochs: pd.DataFrame, colours: Mapping[str, str]) -> None:
+    """Shade each stimulus epoch (start_s to stop_s) in its stimulus's colour."""
+    for _, epoch in epochs.iterrows():
+        colour = colours[epoch["stimulus"]]
+        ax.axvspan(epoch["start_s"], epoch["stop_s"], color=colour, alpha=0.15, linewidth=0)
+
+
+def _test_splits_of_one_fish(
+    ds_by_model: Mapping[str, xr.Dataset],
+) -> tuple[dict[str, xr.Dataset], str]:
+    """Each model's test split, checked to be predictions of one fish; and that fish's id."""
+    if not ds_by_model:
+        raise ConfigError("ds_by_model", "at least one model's predictions", "none")
+    for name, ds in ds_by_model.items():
+        _check_prediction_dataset(name, ds)
+    fish = {str(ds.attrs.get("fish", "?")) for ds in ds_by_model.values()}
+    if len(fish) > 1:
+        raise ConfigError("ds_by_model", "predictions of one fish", f"fish {sorted(fish)}")
+    return {name: _test_split(ds) for name, ds in ds_by_model.items()}, fish.pop()
 
 
 def plot_training_curves(curves: Mapping[str, pd.DataFrame], out_stem: str | Path) -> list[Path]:
@@ -399,7 +420,6 @@ def plot_window_sweep(
     )
     windows = np.array(sorted(per_window["window_frames"].unique()), dtype=np.float64)
     models = list(dict.fromkeys(per_window["model"]))
-    frame_rate_hz = _frame_rate_hz(rows)
     spacing = np.min(np.diff(windows)) if windows.size > 1 else 4.0
     # Dodge models sideways so their error bars do not overlap.
     offsets = (np.arange(len(models)) - (len(models) - 1) / 2) * spacing * 0.6 / max(len(models), 1)
@@ -410,35 +430,33 @@ def plot_window_sweep(
         table = per_window[per_window["model"] == model].sort_values("window_frames")
         n_fish = table["n_fish"].min()
         ax.errorbar(
-            table["window_frames"] + offsets[i],
-            table["mean"],
-            yerr=table["sem"],
-            color=_colour(i),
-            marker="o",
-            capsize=3,
-            label=f"{model} (n={n_fish} fish)",
-        )
+            table["window_frames"] + offsets[i], table["mean"], yerr=table["sem"],
+            color=_colour(i), marker="o", capsize=3, label=f"{model} (n={n_fish} fish)",
+        )  # fmt: skip
     ax.set_xticks(windows, [str(int(w)) for w in windows])
     ax.set_xlim(windows.min() - spacing * 0.6, windows.max() + spacing * 0.6)
     ax.set_xlabel("window size (frames)")
     ax.set_ylabel(f"{metric_label(metric)}, {_segment_label(segment)}")
     ax.grid(color="0.92")
-    if np.isfinite(frame_rate_hz):
-        top = ax.secondary_xaxis(
-            "top", functions=(lambda f: f / frame_rate_hz, lambda s: s * frame_rate_hz)
-        )
-        top.set_xticks(windows / frame_rate_hz, [f"{w / frame_rate_hz:.1f}" for w in windows])
-        top.set_xlabel("window length (s)")
+    _add_seconds_axis(ax, windows, _frame_rate_hz(rows))
     if windows.size == 1:
         ax.set_title(f"single window size ({int(windows[0])} frames)", fontsize=10)
     fig.legend(
-        loc="outside right upper",
-        fontsize=8,
-        frameon=False,
-        title="mean ± s.e.m. over fish",
-        title_fontsize=8,
-    )
+        loc="outside right upper", fontsize=8, frameon=False,
+        title="mean ± s.e.m. over fish", title_fontsize=8,
+    )  # fmt: skip
     return save_figure(fig, out_stem)
+
+
+def _add_seconds_axis(ax: Axes, windows: np.ndarray, frame_rate_hz: float) -> None:
+    """A top axis giving the window sizes (frames) in seconds; none without a frame rate."""
+    if not np.isfinite(frame_rate_hz):
+        return
+    top = ax.secondary_xaxis(
+        "top", functions=(lambda f: f / frame_rate_hz, lambda s: s * frame_rate_hz)
+    )
+    top.set_xticks(windows / frame_rate_hz, [f"{w / frame_rate_hz:.1f}" for w in windows])
+    top.set_xlabel("window length (s)")
 
 
 __all__: Sequence[str] = (
