@@ -17,16 +17,32 @@ from pathlib import Path
 PACKAGE = "nlp4neuro"
 
 
-def _imported_names(path: Path) -> set[str]:
-    """Dotted names of everything `path` imports (`from a import b` gives `a` and `a.b`)."""
+def _imported_names(path: Path, src_dir: Path) -> set[str]:
+    """Dotted names of everything `path` imports (`from a import b` gives `a` and `a.b`).
+
+    Relative imports (`from .x import y`) are resolved against the package of `path`.
+    """
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(node, path, src_dir)
+            if module:
+                names.add(module)
+                names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
+
+
+def _absolute(node: ast.ImportFrom, path: Path, src_dir: Path) -> str | None:
+    """The absolute module name of a `from ... import` (None outside `src_dir` if relative)."""
+    if node.level == 0:
+        return node.module
+    if not path.is_relative_to(src_dir):
+        return None
+    package = list(path.relative_to(src_dir).parent.parts)
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
 
 
 def _module_file(name: str, src_dir: Path) -> Path | None:
@@ -55,7 +71,7 @@ def package_modules(script: str | Path, src_dir: str | Path) -> list[Path]:
     queue = [script]
     while queue:
         current = queue.pop()
-        for name in _imported_names(current):
+        for name in _imported_names(current, src_dir):
             root = name.split(".")[0]
             if root == PACKAGE:
                 files = [_module_file(n, src_dir) for n in _with_parents(name)]

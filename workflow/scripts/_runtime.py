@@ -7,6 +7,7 @@ per-rule conda environment the package is not installed).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -18,6 +19,18 @@ if str(_SRC) not in sys.path:
 # Progress bars of model loading would fill the rule logs with carriage returns.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+# What a cluster scheduler gave the job: logged so that every job's log says where it ran.
+SCHEDULER_VARIABLES = (
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_JOB_PARTITION",
+    "SLURM_CPUS_PER_TASK",
+    "SLURM_JOB_GPUS",
+    "CUDA_VISIBLE_DEVICES",
+)
 
 
 def start(snakemake) -> logging.Logger:
@@ -40,4 +53,14 @@ def start(snakemake) -> logging.Logger:
 
     sys.excepthook = log_uncaught
     logger.info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
+    allocation = {name: os.environ[name] for name in SCHEDULER_VARIABLES if name in os.environ}
+    if allocation:
+        logger.info("scheduler allocation: %s", " ".join(f"{k}={v}" for k, v in allocation.items()))
+    atexit.register(_log_loaded_modules, logger)
     return logger
+
+
+def _log_loaded_modules(logger: logging.Logger) -> None:
+    """Name every package module the job loaded: the tests check the rules' code digests with it."""
+    names = sorted(name for name in sys.modules if name.split(".")[0] == "nlp4neuro")
+    logger.info("package modules loaded: %s", " ".join(names))

@@ -1,0 +1,158 @@
+"""A real single-node SLURM cluster on 127.0.0.1 for the tests (shared/reference/slurm-localhost.md).
+
+`single_node_cluster(folder)` installs Debian's slurm-wlm and munge when they are missing, writes
+a private slurm.conf with a `cpu` partition and a `gpu` partition (two fake GPUs as gres), starts
+munged (unless one already runs), slurmctld and slurmd, waits until the node is idle, and on exit
+stops every daemon it started, by the PID in its pid file. Clients and jobs find the cluster
+through `SLURM_CONF` in the environment it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGES = ("slurm-wlm", "munge")
+DAEMONS = ("/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged")
+MUNGE_PID = Path("/run/munge/munged.pid")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    conf: Path
+    env: dict[str, str]
+    node: str
+
+
+def install_if_missing() -> None:
+    """apt-get install slurm-wlm and munge unless their daemons are already there."""
+    if all(Path(daemon).exists() for daemon in DAEMONS):
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+        check=True,
+        env=env,
+        timeout=900,
+    )
+
+
+def slurm_conf(folder: Path, node: str) -> str:
+    """slurm.conf of one node with 2 CPUs, 2 fake GPUs, a cpu and a gpu partition."""
+    return f"""ClusterName=nlp4neuro-test
+SlurmctldHost={node}(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+ReturnToService=2
+SlurmctldPidFile={folder}/slurmctld.pid
+SlurmdPidFile={folder}/slurmd.pid
+SlurmctldPort=6817
+SlurmdPort=6818
+StateSaveLocation={folder}/state
+SlurmdSpoolDir={folder}/spool
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=100
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+SlurmctldLogFile={folder}/slurmctld.log
+SlurmdLogFile={folder}/slurmd.log
+MinJobAge=600
+SlurmdParameters=config_overrides
+GresTypes=gpu
+NodeName={node} NodeAddr=127.0.0.1 CPUs=2 Sockets=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=20000 Gres=gpu:2 State=UNKNOWN
+PartitionName=cpu Nodes={node} Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes={node} Default=NO MaxTime=INFINITE State=UP
+"""
+
+
+def _gres_conf(node: str) -> str:
+    # File= must name existing character devices; any will do for fake GPUs.
+    return f"NodeName={node} Name=gpu File=/dev/null\nNodeName={node} Name=gpu File=/dev/zero\n"
+
+
+def _stop(pid_file: Path) -> None:
+    """SIGTERM the daemon whose PID is in `pid_file`, and wait until it is gone."""
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().split()[0])
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _munged_running() -> bool:
+    if not MUNGE_PID.exists():
+        return False
+    try:
+        os.kill(int(MUNGE_PID.read_text().split()[0]), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    return True
+
+
+def _wait_idle(env: dict[str, str], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    state = ""
+    while time.monotonic() < deadline:
+        result = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, env=env
+        )
+        state = result.stdout.strip()
+        if state.startswith("idle"):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"SLURM node not idle after {timeout_s} s (state {state!r})")
+
+
+@contextlib.contextmanager
+def single_node_cluster(folder: Path) -> Iterator[Cluster]:
+    """Start a private single-node SLURM in `folder`; stop what was started on exit."""
+    install_if_missing()
+    node = socket.gethostname().split(".")[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    for sub in ("state", "spool"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
+        (folder / sub).mkdir()
+    conf = folder / "slurm.conf"
+    conf.write_text(slurm_conf(folder, node))
+    (folder / "gres.conf").write_text(_gres_conf(node))
+    env = dict(os.environ, SLURM_CONF=str(conf))
+    started: list[Path] = []
+    try:
+        if not _munged_running():
+            Path("/run/munge").mkdir(parents=True, exist_ok=True)
+            shutil.chown("/run/munge", "munge", "munge")
+            subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True)
+            started.append(MUNGE_PID)
+        for daemon, pid in (("slurmctld", "slurmctld.pid"), ("slurmd", "slurmd.pid")):
+            subprocess.run([f"/usr/sbin/{daemon}", "-f", str(conf)], check=True, env=env)
+            started.insert(0, folder / pid)
+        _wait_idle(env)
+        yield Cluster(conf=conf, env=env, node=node)
+    finally:
+        for pid_file in started:  # slurmd, slurmctld, then munged last
+            _stop(pid_file)
