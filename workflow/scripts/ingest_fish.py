@@ -3,8 +3,7 @@
 from _runtime import start
 
 from nlp4neuro.dataset import write_netcdf
-from nlp4neuro.formats import ingest_source
-from nlp4neuro.io import IngestParams
+from nlp4neuro.ingest import IngestParams, ingest_source
 
 logger = start(snakemake)
 data = snakemake.params.data
@@ -13,12 +12,12 @@ ingested = ingest_source(
     snakemake.input.raw,
     snakemake.wildcards.fish,
     IngestParams.from_config(data),
-    nwb=data["nwb"],
 )
 logger.info(
-    "%d neurons x %d frames, %d frames with tail",
+    "%d neurons x %d frames, %d frames with tail (coverage %.3f)",
     ingested.sizes["neuron"],
     ingested.sizes["frame"],
     ingested.sizes["tail_frame"],
+    ingested.attrs["tail_coverage"],
 )
 write_netcdf(ingested, snakemake.output.ingested)
