@@ -7,18 +7,16 @@ import pandas as pd
 import pytest
 import scipy.io
 import xarray as xr
+from fixtures_atlas import SYNTHETIC_VOXEL_SIZE_UM, make_synthetic_atlas
 
 from nlp4neuro.anatomy import (
     OUTSIDE,
-    SYNTHETIC_VOXEL_SIZE_UM,
     Atlas,
-    kendalls_w,
+    atlas_kinds,
     load_affine,
     load_atlas,
     lookup_regions,
-    make_synthetic_atlas,
     neuron_regions,
-    rank_consistency,
     read_label_names,
     region_enrichment,
     region_importance,
@@ -45,6 +43,10 @@ POINTS_UM = np.array(
 EXPECTED = ["Pt", "Hb", "Cb", "", "Pt", "Hb", OUTSIDE, OUTSIDE]
 
 
+def test_atlas_kinds_are_the_schema_values() -> None:
+    assert atlas_kinds() == ("zbrain", "nrrd", "tiff", "brainglobe")
+
+
 @pytest.mark.parametrize("kind", ["nrrd", "tiff", "brainglobe", "zbrain"])
 def test_synthetic_atlas_lookup_each_kind(tmp_path, kind) -> None:
     paths = make_synthetic_atlas(tmp_path, kind)
@@ -63,7 +65,7 @@ def test_zbrain_mask_selection_and_errors(tmp_path) -> None:
     paths = make_synthetic_atlas(tmp_path, "zbrain")
     atlas = load_atlas("zbrain", paths["atlas"], voxel_size_um=(2, 2, 5), masks=["Pt", "Hb"])
     assert regions_from_atlas(POINTS_UM[:4], atlas).tolist() == ["Pt", "Hb", "", ""]
-    with pytest.raises(ConfigError, match=r"anatomy\.masks"):
+    with pytest.raises(ConfigError, match=r"saliency\.atlas\.masks"):
         load_atlas("zbrain", paths["atlas"], masks=["Telencephalon"])
     bad = tmp_path / "other.mat"
     scipy.io.savemat(bad, {"masks": np.zeros((2, 2))})
@@ -112,7 +114,9 @@ def test_load_affine_sources_and_errors(tmp_path) -> None:
     np.save(tmp_path / "a.npy", matrix)
     np.testing.assert_allclose(load_affine(tmp_path / "a.txt"), matrix)
     np.testing.assert_allclose(load_affine(str(tmp_path / "a.npy")), matrix)
-    with pytest.raises(ConfigError, match=r"expected a 4x4 affine.*found 'shape \(3, 4\)'"):
+    with pytest.raises(
+        ConfigError, match=r"saliency\.atlas\.affine'.*expected a 4x4 affine.*'shape \(3, 4\)'"
+    ):
         load_affine(matrix[:3].tolist())
     np.savetxt(tmp_path / "b.txt", np.eye(3))
     with pytest.raises(InputFileError, match=r"b\.txt: expected a 4x4 affine.*shape \(3, 3\)"):
@@ -126,7 +130,7 @@ def test_load_affine_sources_and_errors(tmp_path) -> None:
 
 
 def test_load_atlas_errors(tmp_path) -> None:
-    with pytest.raises(ConfigError, match=r"anatomy\.atlas_kind"):
+    with pytest.raises(ConfigError, match=r"saliency\.atlas\.kind"):
         load_atlas("allen", tmp_path)
     with pytest.raises(InputFileError, match="no such file"):
         load_atlas("nrrd", tmp_path / "missing.nrrd")
@@ -185,7 +189,7 @@ def test_region_enrichment_by_hand() -> None:
     again = region_enrichment(importance, regions, top_k=3, n_permutations=20_000, seed=0)
     pd.testing.assert_frame_equal(table, again)
     with pytest.raises(ValueError, match="top_k"):
-        region_enrichment(importance, regions, top_k=13)
+        region_enrichment(importance, regions, top_k=13, n_permutations=10, seed=0)
 
 
 def test_region_importance_by_hand() -> None:
@@ -195,41 +199,3 @@ def test_region_importance_by_hand() -> None:
     assert (a["n_neurons"], a["mean"], a["median"]) == (3, 3.0, 3.0)
     assert a["sd"] == pytest.approx(2.0)
     assert np.isnan(table.iloc[1]["sd"])
-
-
-def test_kendalls_w_by_hand() -> None:
-    assert kendalls_w([[1, 2, 3, 4]] * 3) == pytest.approx(1.0)
-    # rank sums (6, 7, 8, 9), S = 5: W = 12 * 5 / (9 * 60)
-    assert kendalls_w([[1, 2, 3, 4], [1, 2, 3, 4], [4, 3, 2, 1]]) == pytest.approx(1 / 9)
-    # ties: ranks (1.5, 1.5, 3) and (1, 2, 3); S = 6.5, T = 6: W = 78 / (4 * 24 - 2 * 6)
-    assert kendalls_w([[1, 1, 2], [1, 2, 3]]) == pytest.approx(78 / 84)
-    # perfectly opposed pair: rank sums all equal
-    assert kendalls_w([[1, 2, 3], [3, 2, 1]]) == pytest.approx(0.0)
-    with pytest.raises(ValueError, match="raters"):
-        kendalls_w([[1, 2, 3]])
-
-
-def test_rank_consistency_across_fish() -> None:
-    def table(values: dict[str, float]) -> pd.DataFrame:
-        return pd.DataFrame({"region": list(values), "mean": list(values.values())})
-
-    same = {f"fish{i}": table({"Pt": 3.0, "Hb": 2.0, "Cb": 1.0, "Te": 0.5}) for i in range(3)}
-    result = rank_consistency(same)
-    assert result["kendall_w"] == pytest.approx(1.0)
-    assert result["mean_spearman"] == pytest.approx(1.0)
-    assert result["n_fish"] == 3 and result["regions"] == ["Cb", "Hb", "Pt", "Te"]
-    # chi2 = m (n - 1) W = 3 * 3 * 1
-    assert result["chi2"] == pytest.approx(9.0)
-
-    mixed = [
-        table({"a": 1, "b": 2, "c": 3, "d": 4, "extra": 9}),
-        table({"a": 1, "b": 2, "c": 3, "d": 4}),
-        table({"a": 4, "b": 3, "c": 2, "d": 1}),
-    ]
-    result = rank_consistency(mixed)
-    assert result["regions"] == ["a", "b", "c", "d"]  # only regions shared by every fish
-    assert result["kendall_w"] == pytest.approx(1 / 9)
-    # pairwise Spearman: +1, -1, -1
-    assert result["mean_spearman"] == pytest.approx(-1 / 3)
-    with pytest.raises(ValueError, match="at least 2 fish"):
-        rank_consistency([mixed[0]])

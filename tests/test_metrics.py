@@ -303,3 +303,105 @@ def test_skill_errors():
         metrics.skill(table, "gpt2", metric="r2")
     with pytest.raises(InputFileError, match="missing"):
         metrics.summarise(table.drop(columns="seed"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooled MSE and scores of importance maps
+
+
+def test_mse_by_hand_any_shape():
+    # squared errors 1, 0, 0 and 0, 4, 9: 14 / 6
+    assert metrics.mse(PRED, TRUE) == pytest.approx(14 / 6)
+    assert metrics.mse(TRUE, PRED) == metrics.mse(PRED, TRUE)
+    assert metrics.mse(PRED.reshape(1, 3, 2), TRUE.reshape(1, 3, 2)) == pytest.approx(14 / 6)
+    assert metrics.rmse_pooled(TRUE, PRED) == pytest.approx(math.sqrt(metrics.mse(PRED, TRUE)))
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.mse(PRED, TRUE[:2])
+
+
+def test_top_k_indices_breaks_ties_by_lower_index():
+    assert metrics.top_k_indices([1.0, 3.0, 3.0, 2.0], 3).tolist() == [1, 2, 3]
+    assert metrics.top_k_indices([1.0, 3.0], 5).tolist() == [1, 0]
+
+
+def test_map_similarity_and_auc_by_hand() -> None:
+    a = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    same = metrics.map_similarity(a, 2 * a, top_k=2)
+    assert same["spearman_rho"] == pytest.approx(1.0) and same["jaccard_top_k"] == 1.0
+    flipped = metrics.map_similarity(a, -a, top_k=2)
+    assert flipped["spearman_rho"] == pytest.approx(-1.0) and flipped["jaccard_top_k"] == 0.0
+    # top-2 {0, 1} vs {0, 2}: intersection 1, union 3
+    assert metrics.map_similarity(a, [5, 1, 4, 2, 0], top_k=2)["jaccard_top_k"] == pytest.approx(
+        1 / 3
+    )
+
+    importance = np.array([0.9, 0.1, 0.8, 0.2])
+    assert metrics.ground_truth_auc(importance, [True, False, False, False]) == 1.0
+    # driver at 0.8 beats 0.1 and 0.2 but loses to 0.9: 2 of 3 pairs
+    assert metrics.ground_truth_auc(importance, [False, False, True, False]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="both driver and non-driver"):
+        metrics.ground_truth_auc(importance, [False] * 4)
+
+
+def test_kendalls_w_by_hand() -> None:
+    assert metrics.kendalls_w([[1, 2, 3, 4]] * 3) == pytest.approx(1.0)
+    # rank sums (6, 7, 8, 9), S = 5: W = 12 * 5 / (9 * 60)
+    assert metrics.kendalls_w([[1, 2, 3, 4], [1, 2, 3, 4], [4, 3, 2, 1]]) == pytest.approx(1 / 9)
+    # ties: ranks (1.5, 1.5, 3) and (1, 2, 3); S = 6.5, T = 6: W = 78 / (4 * 24 - 2 * 6)
+    assert metrics.kendalls_w([[1, 1, 2], [1, 2, 3]]) == pytest.approx(78 / 84)
+    # perfectly opposed pair: rank sums all equal
+    assert metrics.kendalls_w([[1, 2, 3], [3, 2, 1]]) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="raters"):
+        metrics.kendalls_w([[1, 2, 3]])
+
+
+def test_rank_consistency_across_fish() -> None:
+    def table(values: dict[str, float]) -> pd.DataFrame:
+        return pd.DataFrame({"region": list(values), "mean": list(values.values())})
+
+    same = {f"fish{i}": table({"Pt": 3.0, "Hb": 2.0, "Cb": 1.0, "Te": 0.5}) for i in range(3)}
+    result = metrics.rank_consistency(same)
+    assert result["kendall_w"] == pytest.approx(1.0)
+    assert result["mean_spearman"] == pytest.approx(1.0)
+    assert result["n_fish"] == 3 and result["regions"] == ["Cb", "Hb", "Pt", "Te"]
+    # chi2 = m (n - 1) W = 3 * 3 * 1
+    assert result["chi2"] == pytest.approx(9.0)
+
+    mixed = [
+        table({"a": 1, "b": 2, "c": 3, "d": 4, "extra": 9}),
+        table({"a": 1, "b": 2, "c": 3, "d": 4}),
+        table({"a": 4, "b": 3, "c": 2, "d": 1}),
+    ]
+    result = metrics.rank_consistency(mixed)
+    assert result["regions"] == ["a", "b", "c", "d"]  # only regions shared by every fish
+    assert result["kendall_w"] == pytest.approx(1 / 9)
+    # pairwise Spearman: +1, -1, -1
+    assert result["mean_spearman"] == pytest.approx(-1 / 3)
+    with pytest.raises(ValueError, match="at least 2 fish"):
+        metrics.rank_consistency([mixed[0]])
+
+
+def test_rank_agreement_by_hand():
+    result = metrics.rank_agreement([[1, 2, 3, 4], [1, 2, 3, 4], [4, 3, 2, 1]])
+    assert result["kendall_w"] == pytest.approx(1 / 9)
+    # chi2 = m (n - 1) W = 3 * 3 / 9 = 1 on 3 df: P(X > 1) = erfc(sqrt(1/2)) + sqrt(2/pi) e^-1/2
+    assert result["chi2"] == pytest.approx(1.0)
+    expected_p = math.erfc(math.sqrt(0.5)) + math.sqrt(2 / math.pi) * math.exp(-0.5)
+    assert result["p_value"] == pytest.approx(expected_p)
+    # pairwise Spearman: +1, -1, -1
+    assert result["mean_spearman"] == pytest.approx(-1 / 3)
+
+
+def test_rank_consistency_ranks_only_regions_with_a_value_in_every_fish():
+    fish1 = pd.DataFrame({"region": ["a", "b", "c", "unlabelled"], "mean": [3, 2, 1, np.nan]})
+    fish2 = pd.DataFrame({"region": ["a", "b", "c", "unlabelled"], "mean": [1, 2, np.nan, 5]})
+    shared, rankable = metrics.rankable_regions([fish1, fish2], "mean")
+    assert shared == ["a", "b", "c", "unlabelled"] and rankable == ["a", "b"]
+    result = metrics.rank_consistency({"1": fish1, "2": fish2})
+    # a, b ranked (2, 1) and (1, 2): rank sums (3, 3), S = 0
+    assert result["regions"] == ["a", "b"] and result["kendall_w"] == pytest.approx(0.0)
+    alone = pd.DataFrame({"region": ["unlabelled"], "mean": [np.nan]})
+    with pytest.raises(ValueError, match=r"at least 2 regions .* found \[\]"):
+        metrics.rank_consistency([alone, alone])
+    with pytest.raises(ValueError, match="expected columns region, median"):
+        metrics.rank_consistency([fish1, fish2], value="median")

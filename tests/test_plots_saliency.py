@@ -11,6 +11,7 @@ import xarray as xr
 from torch import nn
 
 from nlp4neuro.anatomy import region_importance
+from nlp4neuro.config import section
 from nlp4neuro.plots.saliency import (
     plot_brain_map,
     plot_deletion_curves,
@@ -41,7 +42,9 @@ def _importance_ds() -> tuple[xr.Dataset, np.ndarray]:
     )
     torch.manual_seed(0)
     model = nn.Linear(N_NEURONS, 6)
-    params = SaliencyParams(method="input_x_gradient", target="each", absolute=False)
+    params = SaliencyParams.from_config(
+        section("saliency", method="input_x_gradient", target="each", absolute=False)
+    )
     ds = attribute(model, dff, np.arange(0, N_FRAMES, 5), 5, params)
     tail = rng.normal(scale=0.3, size=(N_FRAMES, 6))
     return ds, tail
@@ -69,7 +72,7 @@ def test_plot_brain_map(tmp_path) -> None:
     _assert_written(paths)
     _assert_written(plot_brain_map(ds, tmp_path / "angle", target="theta_02", top_k=0))
     with pytest.raises(ValueError, match="target: expected one of"):
-        plot_brain_map(ds, tmp_path / "bad", target="theta_09")
+        plot_brain_map(ds, tmp_path / "bad", target="theta_09", top_k=5)
 
 
 def test_plot_turn_maps(tmp_path) -> None:

@@ -11,20 +11,24 @@ import xarray as xr
 from torch import nn
 
 from nlp4neuro.anatomy import region_enrichment
+from nlp4neuro.config import section
 from nlp4neuro.errors import ConfigError
+from nlp4neuro.metrics import ground_truth_auc, top_k_indices
 from nlp4neuro.saliency import (
     SUMMED,
     SaliencyParams,
     attribute,
     correlation_motor_map,
     deletion_curve,
-    ground_truth_auc,
-    map_similarity,
     region_ablation,
     saliency_starts,
-    top_k_indices,
     window_attributions,
 )
+
+
+def params(**values) -> SaliencyParams:
+    """Saliency parameters: the schema's defaults with `values` set (validated)."""
+    return SaliencyParams.from_config(section("saliency", **values))
 
 
 class FrameLinear(nn.Module):
@@ -64,8 +68,8 @@ W3 = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])  # K=2 outputs, N=3 neurons
 def test_integrated_gradients_of_linear_model_is_weight_times_input() -> None:
     model = FrameLinear(W3, bias=np.array([0.3, -0.7]))
     x = np.array([[1.0, 2.0, -1.0]], dtype=np.float32)  # T=1 frame, window 1
-    params = SaliencyParams(target="each", absolute=False, n_steps=8)
-    ds = attribute(model, x, [0], 1, params)
+    chosen = params(target="each", absolute=False, n_steps=8)
+    ds = attribute(model, x, [0], 1, chosen)
     # IG of y_k = W_k . x + b with baseline 0: W[k, n] * x[n]; importance = |.|
     assert list(ds.target.values) == ["theta_00", "theta_01", SUMMED]
     expected = np.abs(np.vstack([W3 * x[0], (W3.sum(axis=0) * x[0])]))
@@ -81,19 +85,19 @@ def test_integrated_gradients_with_training_mean_baseline() -> None:
     model = FrameLinear(W3)
     x = np.array([[1.0, 2.0, -1.0]], dtype=np.float32)
     mean = np.array([0.5, 0.0, 1.0], dtype=np.float32)
-    params = SaliencyParams(baseline="training_mean", absolute=False, n_steps=4)
-    ds = attribute(model, x, [0], 1, params, baseline_values=mean)
+    chosen = params(baseline="training_mean", absolute=False, n_steps=4)
+    ds = attribute(model, x, [0], 1, chosen, baseline_values=mean)
     # summed target: sum_k W[k, n] * (x[n] - mean[n]) = (1*0.5, 1*2, -0.5*-2) = (0.5, 2, 1)
     np.testing.assert_allclose(ds.frame_importance.values, [[0.5, 2.0, 1.0]], rtol=1e-5)
     with pytest.raises(ConfigError, match="baseline_values"):
-        attribute(model, x, [0], 1, params)
+        attribute(model, x, [0], 1, chosen)
 
 
 def test_saliency_of_linear_model_is_absolute_weight() -> None:
     model = FrameLinear(W3)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 3)).astype(np.float32)
-    ds = attribute(model, x, [0, 4, 8], 4, SaliencyParams(method="saliency", target="each"))
+    ds = attribute(model, x, [0, 4, 8], 4, params(method="saliency", target="each"))
     # d(sum_t y_t[k]) / d x_t[n] = W[k, n] on every frame, whatever the input
     expected = np.abs(np.vstack([W3, W3.sum(axis=0)]))
     np.testing.assert_allclose(ds.importance.values, expected, rtol=1e-6)
@@ -105,7 +109,7 @@ def test_saliency_of_linear_model_is_absolute_weight() -> None:
 def test_input_x_gradient_of_linear_model() -> None:
     model = FrameLinear(W3)
     x = np.array([[1.0, 2.0, -1.0], [0.0, -1.0, 2.0]], dtype=np.float32)
-    ds = attribute(model, x, [0], 2, SaliencyParams(method="input_x_gradient"))
+    ds = attribute(model, x, [0], 2, params(method="input_x_gradient"))
     # per frame |x_t[n] * sum_k W[k, n]|, W summed over k = (1, 1, -0.5)
     np.testing.assert_allclose(ds.frame_importance.values, [[1, 2, 0.5], [0, 1, 1]], rtol=1e-6)
     np.testing.assert_allclose(ds.importance.values, [[0.5, 1.5, 0.75]], rtol=1e-6)
@@ -117,7 +121,7 @@ def test_summed_target_is_sum_of_per_angle_attributions() -> None:
     model = FrameLinear(weight, bias=rng.normal(size=6))
     windows = rng.normal(size=(3, 4, 5)).astype(np.float32)
     for method in ("integrated_gradients", "saliency", "input_x_gradient"):
-        attrs = window_attributions(model, windows, SaliencyParams(method=method, target="each"))
+        attrs = window_attributions(model, windows, params(method=method, target="each"))
         assert set(attrs) == {f"theta_{k:02d}" for k in range(6)} | {SUMMED}
         per_angle = sum(attrs[f"theta_{k:02d}"] for k in range(6))
         np.testing.assert_allclose(attrs[SUMMED], per_angle, rtol=1e-4, atol=1e-5)
@@ -126,8 +130,8 @@ def test_summed_target_is_sum_of_per_angle_attributions() -> None:
 def test_overlapping_windows_average_per_frame() -> None:
     model = FrameLinear(W3)
     x = np.arange(15, dtype=np.float32).reshape(5, 3) / 10
-    params = SaliencyParams(method="input_x_gradient", absolute=False)
-    ds = attribute(model, x, [0, 1, 2], 3, params)
+    chosen = params(method="input_x_gradient", absolute=False)
+    ds = attribute(model, x, [0, 1, 2], 3, chosen)
     # a linear per-frame model gives every window the same value on a shared frame, so the
     # per-frame average equals the single-window value x_t[n] * sum_k W[k, n]
     np.testing.assert_allclose(ds.frame_importance.values, x * W3.sum(axis=0), rtol=1e-6)
@@ -152,7 +156,7 @@ def test_attribute_copies_dataset_coords() -> None:
             "region": ("neuron", ["Pt", "Hb", ""]),
         },
     )
-    out = attribute(model, ds_in.dff, [3], 3, SaliencyParams(method="saliency"))
+    out = attribute(model, ds_in.dff, [3], 3, params(method="saliency"))
     assert list(out.region.values) == ["Pt", "Hb", ""]
     np.testing.assert_array_equal(out.frame.values, [13, 14, 15])
     np.testing.assert_allclose(out.time.values, np.arange(3, 6) / 1.1)
@@ -161,29 +165,32 @@ def test_attribute_copies_dataset_coords() -> None:
 
 def test_params_and_input_errors() -> None:
     with pytest.raises(ConfigError, match=r"saliency\.method"):
-        SaliencyParams(method="gradcam")
+        params(method="gradcam")
     with pytest.raises(ConfigError, match=r"saliency\.n_steps"):
-        SaliencyParams(n_steps=0)
+        params(n_steps=0)
     with pytest.raises(ConfigError, match=r"saliency\.target"):
-        SaliencyParams(target="left")
-    assert SaliencyParams(splits=["val", "test"]).splits == ("val", "test")
+        params(target="left")
+    assert params(splits=["val", "test"]).splits == ("val", "test")
+    with pytest.raises(ConfigError, match=r"saliency\.method"):
+        SaliencyParams.from_config({"n_steps": 8})  # not a validated section: names the key
+    assert params().n_steps == section("saliency")["n_steps"]  # the schema's default
     model = FrameLinear(W3)
     x = np.zeros((5, 3), np.float32)
     with pytest.raises(ValueError, match=r"starts: expected windows inside \[0, 5\)"):
-        attribute(model, x, [3], 3)
+        attribute(model, x, [3], 3, params())
     with pytest.raises(ValueError, match=r"x: expected shape \(T, n_neurons\)"):
-        attribute(model, np.zeros(5), [0], 1)
+        attribute(model, np.zeros(5), [0], 1, params())
 
 
 def test_saliency_starts() -> None:
     splits = {"train": slice(0, 70), "val": slice(70, 80), "test": slice(80, 100)}
-    np.testing.assert_array_equal(saliency_starts(splits, 5), [80, 85, 90, 95])
-    both = saliency_starts(splits, 5, SaliencyParams(splits=("val", "test"), window_stride=10))
+    np.testing.assert_array_equal(saliency_starts(splits, 5, params()), [80, 85, 90, 95])
+    both = saliency_starts(splits, 5, params(splits=["val", "test"], window_stride=10))
     np.testing.assert_array_equal(both, [70, 80, 90])
-    few = saliency_starts(splits, 2, SaliencyParams(window_stride=1, max_windows=3))
+    few = saliency_starts(splits, 2, params(window_stride=1, max_windows=3))
     np.testing.assert_array_equal(few, [80, 89, 98])
     with pytest.raises(ConfigError, match=r"saliency\.splits"):
-        saliency_starts(splits, 5, SaliencyParams(splits=("holdout",)))
+        saliency_starts({"train": slice(0, 70), "val": slice(70, 80)}, 5, params())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,7 +234,7 @@ def test_planted_drivers_recovered_by_integrated_gradients_of_gru() -> None:
     assert loss.item() < 0.3 * float(yb.var())  # the decoder learnt something
 
     starts = np.arange(240, 300 - 10 + 1, 10)  # held-out frames, non-overlapping
-    ds = attribute(model, data["x"], starts, 10, SaliencyParams(n_steps=16))
+    ds = attribute(model, data["x"], starts, 10, params(n_steps=16))
     importance = ds.importance.sel(target=SUMMED).values
     assert ground_truth_auc(importance, data["is_driver"]) > 0.9
     assert ds.attrs["convergence_delta_relative"] < 0.05
@@ -244,7 +251,7 @@ def test_deletion_of_top_neurons_hurts_more_than_random() -> None:
     data = _planted(seed=1)
     model = _least_squares_decoder(data["x"][:240], data["tail"][:240])
     starts = np.arange(240, 296, 4)
-    ds = attribute(model, data["x"], starts, 4, SaliencyParams(method="input_x_gradient"))
+    ds = attribute(model, data["x"], starts, 4, params(method="input_x_gradient"))
     ranking = top_k_indices(ds.importance.sel(target=SUMMED).values, 40)
     curve = deletion_curve(
         model, data["x"], data["tail"], starts, 4, ranking, ks=[0, 4], n_random=10, seed=3
@@ -311,30 +318,13 @@ def test_correlation_motor_map_matches_corrcoef() -> None:
         correlation_motor_map(dff, tail[:10])
 
 
-def test_map_similarity_and_auc_by_hand() -> None:
-    a = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
-    same = map_similarity(a, 2 * a, top_k=2)
-    assert same["spearman_rho"] == pytest.approx(1.0) and same["jaccard_top_k"] == 1.0
-    flipped = map_similarity(a, -a, top_k=2)
-    assert flipped["spearman_rho"] == pytest.approx(-1.0) and flipped["jaccard_top_k"] == 0.0
-    # top-2 {0, 1} vs {0, 2}: intersection 1, union 3
-    assert map_similarity(a, [5, 1, 4, 2, 0], top_k=2)["jaccard_top_k"] == pytest.approx(1 / 3)
-
-    importance = np.array([0.9, 0.1, 0.8, 0.2])
-    assert ground_truth_auc(importance, [True, False, False, False]) == 1.0
-    # driver at 0.8 beats 0.1 and 0.2 but loses to 0.9: 2 of 3 pairs
-    assert ground_truth_auc(importance, [False, False, True, False]) == pytest.approx(2 / 3)
-    with pytest.raises(ValueError, match="both driver and non-driver"):
-        ground_truth_auc(importance, [False] * 4)
-
-
 def test_attribution_dataset_round_trips_through_netcdf(tmp_path) -> None:
     from nlp4neuro.dataset import write_netcdf
 
     model = FrameLinear(W3)
     x = np.random.default_rng(5).normal(size=(8, 3)).astype(np.float32)
     coords = xr.Dataset(coords={"neuron": np.arange(3), "region": ("neuron", ["Pt", "", "Hb"])})
-    ds = attribute(model, x, [0, 4], 4, SaliencyParams(target="each"), neuron_coords=coords)
+    ds = attribute(model, x, [0, 4], 4, params(target="each"), neuron_coords=coords)
     path = write_netcdf(ds, tmp_path / "saliency.nc")
     with xr.open_dataset(path) as back:
         back = back.load()

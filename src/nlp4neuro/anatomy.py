@@ -34,16 +34,15 @@ voxel size and permutes axes. Lookups take the nearest voxel; points outside the
 
 Region statistics: `region_enrichment` (are the top-k salient neurons over-represented in a
 region? hypergeometric and permutation p with Benjamini-Hochberg), `region_importance` (mean /
-median importance per region) and `rank_consistency` (Kendall's W of region rankings across
-fish, the unit of replication).
+median importance per region). Whether fish agree on the ranking of regions is
+`nlp4neuro.metrics.rank_consistency`.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,11 +55,12 @@ import xarray as xr
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from nlp4neuro.config import allowed_values
 from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.metrics import top_k_indices
 
 logger = logging.getLogger(__name__)
 
-ATLAS_KINDS = ("zbrain", "nrrd", "tiff", "brainglobe")
 OUTSIDE = "outside"
 """Region of a point that falls outside the atlas volume."""
 UNLABELLED = ""
@@ -71,18 +71,13 @@ SKIP_LABELS = (UNLABELLED, OUTSIDE)
 ZBRAIN_VOXEL_SIZE_UM = (0.798, 0.798, 2.0)
 """Z-Brain reference grid (x, y, z), um per voxel (1406 x 621 x 138 voxels)."""
 
-SYNTHETIC_SHAPE_XYZ = (20, 20, 10)
-SYNTHETIC_VOXEL_SIZE_UM = (2.0, 2.0, 5.0)
-SYNTHETIC_REGIONS: dict[int, tuple[str, tuple[slice, slice, slice]]] = {
-    1: ("Pt", (slice(0, 10), slice(0, 10), slice(0, 5))),
-    2: ("Hb", (slice(10, 20), slice(0, 20), slice(0, 10))),
-    3: ("Cb", (slice(0, 10), slice(10, 20), slice(5, 10))),
-}
-"""Synthetic atlas: label -> (name, box as (x, y, z) voxel slices). The rest is label 0."""
-
-
 # ----------------------------------------------------------------------------------------------
 # Atlases
+
+
+def atlas_kinds() -> tuple[str, ...]:
+    """Atlas file formats `load_atlas` reads (the schema's ``saliency.atlas.kind`` values)."""
+    return tuple(kind for kind in allowed_values("saliency", "atlas", "kind") if kind is not None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,7 +89,7 @@ class Atlas:
         names: {label id: region name} (acronym where the atlas has one).
         axes: which physical axis each array axis runs along, e.g. "zyx" for a TIFF stack.
         voxel_size_um: (x, y, z) um per voxel, or None if unknown (an affine is then required).
-        kind: one of ATLAS_KINDS.
+        kind: the file format, one of `atlas_kinds()`.
         source: path the atlas was read from.
         full_names: {label id: full name} where the atlas provides them.
     """
@@ -111,7 +106,7 @@ class Atlas:
         """Affine for points already in atlas space (um, origin at voxel 0): scale + permute."""
         if self.voxel_size_um is None:
             raise ConfigError(
-                "anatomy.affine",
+                "saliency.atlas.affine",
                 f"an affine or a voxel size for the {self.kind} atlas {self.source}",
                 None,
             )
@@ -132,7 +127,9 @@ def voxel_affine(
     size = np.asarray(voxel_size_um, dtype=np.float64)
     origin = np.asarray(origin_um, dtype=np.float64)
     if size.shape != (3,) or not np.all(size > 0):
-        raise ConfigError("anatomy.voxel_size_um", "3 positive numbers (x, y, z)", voxel_size_um)
+        raise ConfigError(
+            "saliency.atlas.voxel_size_um", "3 positive numbers (x, y, z)", voxel_size_um
+        )
     if sorted(axes) != ["x", "y", "z"]:
         raise ValueError(f"axes: expected a permutation of 'xyz', found {axes!r}")
     affine = np.zeros((4, 4))
@@ -167,10 +164,10 @@ def load_affine(value: Any) -> np.ndarray:
     try:
         matrix = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise ConfigError("anatomy.affine", "a 4x4 list of lists of numbers", value) from err
+        raise ConfigError("saliency.atlas.affine", "a 4x4 list of lists of numbers", value) from err
     problem = _affine_problem(matrix)
     if problem:
-        raise ConfigError("anatomy.affine", "a 4x4 affine with last row 0 0 0 1", problem)
+        raise ConfigError("saliency.atlas.affine", "a 4x4 affine with last row 0 0 0 1", problem)
     return matrix
 
 
@@ -191,7 +188,7 @@ def transform_points(points_um: Any, affine: Any) -> np.ndarray:
         raise ValueError(f"points_um: expected shape (N, 3), found {points.shape}")
     matrix = np.asarray(affine, dtype=np.float64)
     if matrix.shape != (4, 4):
-        raise ConfigError("anatomy.affine", "a 4x4 affine", f"shape {matrix.shape}")
+        raise ConfigError("saliency.atlas.affine", "a 4x4 affine", f"shape {matrix.shape}")
     return points @ matrix[:3, :3].T + matrix[:3, 3]
 
 
@@ -294,7 +291,7 @@ def _voxel_size(value: Any) -> tuple[float, float, float] | None:
         return None
     size = tuple(float(v) for v in np.asarray(value, dtype=np.float64).ravel())
     if len(size) != 3 or not all(v > 0 for v in size):
-        raise ConfigError("anatomy.voxel_size_um", "3 positive numbers (x, y, z)", value)
+        raise ConfigError("saliency.atlas.voxel_size_um", "3 positive numbers (x, y, z)", value)
     return size  # type: ignore[return-value]
 
 
@@ -319,8 +316,8 @@ def load_atlas(
     Raises:
         ConfigError: unknown kind. InputFileError: missing or malformed files.
     """
-    if kind not in ATLAS_KINDS:
-        raise ConfigError("anatomy.atlas_kind", f"one of {ATLAS_KINDS}", kind)
+    if kind not in atlas_kinds():
+        raise ConfigError("saliency.atlas.kind", f"one of {atlas_kinds()}", kind)
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, f"a {kind} atlas", "no such file or folder")
@@ -382,7 +379,7 @@ def _load_zbrain(path: Path, voxel: tuple[float, float, float], masks: Any) -> A
     if masks is not None:
         unknown = sorted(set(masks) - set(names))
         if unknown:
-            raise ConfigError("anatomy.masks", f"names in {path.name}", unknown)
+            raise ConfigError("saliency.atlas.masks", f"names in {path.name}", unknown)
         columns = np.array([i for i, name in enumerate(names) if name in set(masks)])
     coo = database[:, columns].tocoo()
     keep = coo.data != 0
@@ -469,101 +466,6 @@ def _id_names(labels: np.ndarray) -> dict[int, str]:
     return {int(i): str(int(i)) for i in np.unique(labels) if i != 0}
 
 
-def _synthetic_volume() -> np.ndarray:
-    """(x, y, z) int32 label volume of `SYNTHETIC_REGIONS`."""
-    volume = np.zeros(SYNTHETIC_SHAPE_XYZ, dtype=np.int32)
-    for label, (_, box) in SYNTHETIC_REGIONS.items():
-        volume[box] = label
-    return volume
-
-
-def make_synthetic_atlas(out_dir: str | Path, kind: str = "nrrd") -> dict[str, Path | None]:
-    """Write a tiny synthetic atlas for tests and demos (nothing downloaded).
-
-    A 20 x 20 x 10 voxel (x, y, z) volume at 2 x 2 x 5 um with three boxes (`SYNTHETIC_REGIONS`):
-    Pt, Hb, Cb; the rest is unlabelled. Kinds write the formats `load_atlas` reads:
-    "nrrd" (atlas.nrrd + labels.tsv), "tiff" (atlas.tif, (z, y, x) + labels.tsv),
-    "brainglobe" (a folder), "zbrain" (MaskDatabase.mat with one mask per box plus an
-    overlapping whole-volume "Brain" mask, as Z-Brain masks overlap).
-
-    Returns:
-        {"atlas": file or folder, "names": TSV or None}.
-    """
-    if kind not in ATLAS_KINDS:
-        raise ConfigError("anatomy.atlas_kind", f"one of {ATLAS_KINDS}", kind)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    volume = _synthetic_volume()
-    names_tsv = out / "labels.tsv"
-    table = pd.DataFrame(
-        {"label": list(SYNTHETIC_REGIONS), "name": [n for n, _ in SYNTHETIC_REGIONS.values()]}
-    )
-    if kind == "nrrd":
-        import nrrd
-
-        path = out / "atlas.nrrd"
-        header = {
-            "space directions": np.diag(SYNTHETIC_VOXEL_SIZE_UM),
-            "space": "left-posterior-superior",
-        }
-        nrrd.write(str(path), volume, header, index_order="F")
-        table.to_csv(names_tsv, sep="\t", index=False)
-        return {"atlas": path, "names": names_tsv}
-    if kind == "tiff":
-        import tifffile
-
-        path = out / "atlas.tif"
-        tifffile.imwrite(path, np.ascontiguousarray(volume.transpose(2, 1, 0)))
-        table.to_csv(names_tsv, sep="\t", index=False)
-        return {"atlas": path, "names": names_tsv}
-    if kind == "brainglobe":
-        import tifffile
-
-        folder = out / "synthetic_atlas_2um"
-        folder.mkdir(exist_ok=True)
-        tifffile.imwrite(
-            folder / "annotation.tiff", np.ascontiguousarray(volume.transpose(2, 1, 0))
-        )
-        structures = [
-            {
-                "id": label,
-                "acronym": name,
-                "name": f"synthetic {name}",
-                "structure_id_path": [label],
-            }
-            for label, (name, _) in SYNTHETIC_REGIONS.items()
-        ]
-        (folder / "structures.json").write_text(json.dumps(structures, indent=1))
-        metadata = {
-            "name": "synthetic_atlas",
-            "resolution": list(reversed(SYNTHETIC_VOXEL_SIZE_UM)),
-            "shape": list(reversed(SYNTHETIC_SHAPE_XYZ)),
-            "orientation": "asr",
-        }
-        (folder / "metadata.json").write_text(json.dumps(metadata, indent=1))
-        return {"atlas": folder, "names": None}
-    # zbrain: masks as columns of a sparse voxels x masks matrix over (height=y, width=x, Zs=z)
-    yxz = volume.transpose(1, 0, 2)
-    flat = yxz.reshape(-1, order="F")
-    columns = [flat == label for label in SYNTHETIC_REGIONS] + [np.ones_like(flat, bool)]
-    database = scipy.sparse.csc_matrix(np.column_stack(columns).astype(np.float64))
-    mask_names = np.empty((1, len(columns)), dtype=object)
-    for i, name in enumerate([n for n, _ in SYNTHETIC_REGIONS.values()] + ["Brain"]):
-        mask_names[0, i] = name
-    path = out / "MaskDatabase.mat"
-    scipy.io.savemat(
-        path,
-        {
-            "MaskDatabase": database,
-            "MaskDatabaseNames": mask_names,
-            "height": float(yxz.shape[0]),
-            "width": float(yxz.shape[1]),
-            "Zs": float(yxz.shape[2]),
-        },
-    )
-    return {"atlas": path, "names": None}
-
-
 # ----------------------------------------------------------------------------------------------
 # Region statistics
 
@@ -585,8 +487,8 @@ def region_enrichment(
     importance: Any,
     regions: Any,
     top_k: int,
-    n_permutations: int = 10_000,
-    seed: int = 0,
+    n_permutations: int,
+    seed: int,
     skip_labels: Sequence[str] = SKIP_LABELS,
 ) -> pd.DataFrame:
     """Are the top-k most important neurons over-represented in a region?
@@ -612,21 +514,8 @@ def region_enrichment(
     top_k = int(top_k)
     names, codes = np.unique(regions, return_inverse=True)
     n_region = np.bincount(codes, minlength=names.size)
-    top = np.argsort(-importance, kind="stable")[:top_k]
-    observed = np.bincount(codes[top], minlength=names.size)
-
-    rng = np.random.default_rng(seed)
-    at_least = np.zeros(names.size, dtype=np.int64)
-    chunk = max(1, min(n_permutations, 2**22 // max(n, 1)))
-    done = 0
-    while done < n_permutations:
-        m = min(chunk, n_permutations - done)
-        # a uniformly random k-subset per row: the k smallest of N iid uniforms
-        subsets = np.argpartition(rng.random((m, n)), top_k - 1, axis=1)[:, :top_k]
-        flat = (np.arange(m)[:, None] * names.size + codes[subsets]).ravel()
-        counts = np.bincount(flat, minlength=m * names.size).reshape(m, names.size)
-        at_least += (counts >= observed).sum(axis=0)
-        done += m
+    observed = np.bincount(codes[top_k_indices(importance, top_k)], minlength=names.size)
+    at_least = _permutation_counts(codes, names.size, observed, top_k, n_permutations, seed)
 
     tested = ~np.isin(names, list(skip_labels))
     if not tested.any():
@@ -647,6 +536,35 @@ def region_enrichment(
     return table.sort_values(["p_hypergeom", "region"], ignore_index=True)
 
 
+def _permutation_counts(
+    codes: np.ndarray,
+    n_regions: int,
+    observed: np.ndarray,
+    top_k: int,
+    n_permutations: int,
+    seed: int,
+) -> np.ndarray:
+    """(n_regions,) how many of `n_permutations` random top-k sets hold >= `observed` per region.
+
+    `codes` (N,) is each neuron's region index. Subsets are drawn in chunks of about 4 M
+    uniforms (memory) from one generator seeded with `seed`.
+    """
+    n = codes.size
+    rng = np.random.default_rng(seed)
+    at_least = np.zeros(n_regions, dtype=np.int64)
+    chunk = max(1, min(n_permutations, 2**22 // max(n, 1)))
+    done = 0
+    while done < n_permutations:
+        m = min(chunk, n_permutations - done)
+        # a uniformly random k-subset per row: the k smallest of N iid uniforms
+        subsets = np.argpartition(rng.random((m, n)), top_k - 1, axis=1)[:, :top_k]
+        flat = (np.arange(m)[:, None] * n_regions + codes[subsets]).ravel()
+        counts = np.bincount(flat, minlength=m * n_regions).reshape(m, n_regions)
+        at_least += (counts >= observed).sum(axis=0)
+        done += m
+    return at_least
+
+
 def region_importance(
     importance: Any, regions: Any, skip_labels: Sequence[str] = SKIP_LABELS
 ) -> pd.DataFrame:
@@ -665,78 +583,3 @@ def region_importance(
     return table.reset_index().sort_values(
         ["mean", "region"], ascending=[False, True], ignore_index=True
     )
-
-
-def kendalls_w(values: Any) -> float:
-    """Kendall's coefficient of concordance W with the tie correction.
-
-    Args:
-        values: (m raters, n items) scores; each row is ranked (average ranks for ties).
-
-    Returns:
-        W = 12 S / (m^2 (n^3 - n) - m sum_j T_j), S = sum_i (R_i - mean R)^2 over item rank
-        sums R_i, T_j = sum over tie groups of rater j of (t^3 - t). 1 = identical rankings;
-        NaN when every rater ties every item.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] < 2 or values.shape[1] < 2:
-        raise ValueError(f"values: expected (m >= 2 raters, n >= 2 items), found {values.shape}")
-    m, n = values.shape
-    ranks = stats.rankdata(values, axis=1)
-    rank_sums = ranks.sum(axis=0)
-    s = float(((rank_sums - rank_sums.mean()) ** 2).sum())
-    ties = 0.0
-    for row in values:
-        t = np.unique(row, return_counts=True)[1].astype(np.float64)
-        ties += float((t**3 - t).sum())
-    denominator = m**2 * (n**3 - n) - m * ties
-    return 12.0 * s / denominator if denominator > 0 else float("nan")
-
-
-def rank_consistency(
-    tables: Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame], value: str = "mean"
-) -> dict[str, Any]:
-    """Do fish agree on which regions matter? Kendall's W and mean pairwise Spearman.
-
-    Args:
-        tables: one `region_importance` table per fish ({fish: table} or a list).
-        value: column ranked within each fish.
-
-    Returns:
-        {"kendall_w", "chi2", "p_value" (Friedman chi2 = m (n - 1) W on n - 1 df, a large-sample
-        approximation), "mean_spearman" (mean over fish pairs), "n_fish", "n_regions",
-        "regions"}, over the regions present in every fish.
-    """
-    frames = list(tables.values()) if isinstance(tables, Mapping) else list(tables)
-    if len(frames) < 2:
-        raise ValueError(f"tables: expected at least 2 fish, found {len(frames)}")
-    for frame in frames:
-        if not {"region", value} <= set(frame.columns):
-            raise ValueError(
-                f"tables: expected columns region, {value}, found {list(frame.columns)}"
-            )
-    common = sorted(set.intersection(*(set(f["region"].astype(str)) for f in frames)))
-    if len(common) < 2:
-        raise ValueError(f"tables: expected at least 2 regions shared by all fish, found {common}")
-    matrix = np.vstack(
-        [
-            f.assign(region=f["region"].astype(str))
-            .set_index("region")
-            .loc[common, value]
-            .to_numpy(dtype=np.float64)
-            for f in frames
-        ]
-    )
-    w = kendalls_w(matrix)
-    m, n = matrix.shape
-    chi2 = m * (n - 1) * w
-    rhos = [stats.spearmanr(a, b)[0] for a, b in itertools.combinations(matrix, 2)]
-    return {
-        "kendall_w": float(w),
-        "chi2": float(chi2),
-        "p_value": float(stats.chi2.sf(chi2, n - 1)),
-        "mean_spearman": float(np.nanmean(rhos)),
-        "n_fish": int(m),
-        "n_regions": int(n),
-        "regions": common,
-    }

@@ -18,6 +18,15 @@ R² uses the mean of the TRUE values of the scored split (the test mean), not th
 R² = 0 means "as good as predicting the test mean", which a model cannot know in advance, so
 R² here is slightly optimistic for the mean predictor and comparable across models.
 
+`mse` is the pooled mean squared error of arrays of any shape (the training loss and
+early-stopping score).
+
+Scores of per-neuron importance maps (saliency): `top_k_indices` (the k most important
+neurons), `map_similarity` (Spearman rho and top-k Jaccard of two maps), `ground_truth_auc`
+(ROC AUC against planted drivers), `kendalls_w` and `rank_agreement` (do raters, e.g. fish,
+rank items, e.g. regions, alike?) and `rank_consistency` (the same for one region table per
+fish, over the regions that every fish ranks).
+
 Table functions turn prediction files (architecture.md, "Predictions netCDF") into tidy tables:
 `score_predictions` (one file), `metrics_table` (many files), `summarise` (seeds averaged within
 each fish; the fish is the unit of replication for `nlp4neuro.statistics`) and `skill`
@@ -26,13 +35,17 @@ each fish; the fish is the unit of replication for `nlp4neuro.statistics`) and `
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy import stats
+from sklearn.metrics import roc_auc_score
 
 from nlp4neuro.errors import ConfigError, InputFileError
 
@@ -180,6 +193,21 @@ def pearson_r_pooled(true: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.clip(r, -1.0, 1.0))
 
 
+def mse(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean squared error over every element of two arrays of one shape (radians squared).
+
+    Any shape, e.g. (n_frames, n_segments) or (n_windows, window, n_segments); float64 inside.
+    Symmetric in its arguments.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    true = np.asarray(true, dtype=np.float64)
+    if pred.shape != true.shape:
+        raise ValueError(
+            f"pred and true must have the same shape, found {pred.shape} and {true.shape}"
+        )
+    return float(np.mean((pred - true) ** 2))
+
+
 _PER_SEGMENT = {"rmse": rmse, "mae": mae, "r2": r2, "pearson_r": pearson_r}
 _POOLED = {
     "rmse": rmse_pooled,
@@ -187,6 +215,184 @@ _POOLED = {
     "r2": r2_pooled,
     "pearson_r": pearson_r_pooled,
 }
+
+
+# --------------------------------------------------------------------------------------------
+# Scores of importance maps
+# --------------------------------------------------------------------------------------------
+
+
+def top_k_indices(importance: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, most important first (ties: lower index first).
+
+    Shapes: (N,) -> (min(k, N),) int64.
+    """
+    importance = np.asarray(importance, dtype=np.float64).ravel()
+    return np.argsort(-importance, kind="stable")[: int(k)]
+
+
+def map_similarity(a: np.ndarray, b: np.ndarray, *, top_k: int) -> dict[str, float]:
+    """Agreement of two per-neuron importance maps (e.g. pretrained vs untrained twin).
+
+    Args:
+        a, b: (N,) importance maps over the same neurons.
+        top_k: size of the top sets compared (clipped to 1..N).
+
+    Returns:
+        {"spearman_rho", "spearman_p", "top_k", "jaccard_top_k", "n_neurons"}. Jaccard =
+        |top_a & top_b| / |top_a | top_b|; two unrelated maps give about k / (2N - k).
+    """
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(
+            f"a, b: expected two maps of one shape (N >= 2,), found {a.shape}, {b.shape}"
+        )
+    k = int(min(max(top_k, 1), a.size))
+    rho, p = stats.spearmanr(a, b)
+    top_a, top_b = set(top_k_indices(a, k).tolist()), set(top_k_indices(b, k).tolist())
+    return {
+        "spearman_rho": float(rho),
+        "spearman_p": float(p),
+        "top_k": k,
+        "jaccard_top_k": len(top_a & top_b) / len(top_a | top_b),
+        "n_neurons": int(a.size),
+    }
+
+
+def ground_truth_auc(importance: np.ndarray, is_driver: np.ndarray) -> float:
+    """ROC AUC of an importance map at separating planted driver neurons from the others.
+
+    Args:
+        importance: (N,) importance (higher = more important).
+        is_driver: (N,) bool, True for the simulator's planted drivers.
+
+    Returns:
+        AUC in [0, 1]: the fraction of (driver, non-driver) pairs where the driver ranks higher,
+        ties counting 1/2; 0.5 = chance, 1 = every driver ranked above every other neuron.
+    """
+    importance = np.asarray(importance, dtype=np.float64).ravel()
+    is_driver = np.asarray(is_driver, dtype=bool).ravel()
+    if importance.shape != is_driver.shape:
+        raise ValueError(
+            f"importance, is_driver: expected one shape, found {importance.shape} "
+            f"and {is_driver.shape}"
+        )
+    n_drivers = int(is_driver.sum())
+    if n_drivers == 0 or n_drivers == is_driver.size:
+        raise ValueError(
+            f"is_driver: expected both driver and non-driver neurons, found {n_drivers} of "
+            f"{is_driver.size} drivers"
+        )
+    return float(roc_auc_score(is_driver, importance))
+
+
+def kendalls_w(values: np.ndarray) -> float:
+    """Kendall's coefficient of concordance W with the tie correction (dimensionless, [0, 1]).
+
+    Args:
+        values: (m raters, n items) scores; each row is ranked (average ranks for ties).
+
+    Returns:
+        W = 12 S / (m^2 (n^3 - n) - m sum_j T_j), S = sum_i (R_i - mean R)^2 over item rank
+        sums R_i, T_j = sum over tie groups of rater j of (t^3 - t). 1 = identical rankings;
+        NaN when every rater ties every item.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] < 2 or values.shape[1] < 2:
+        raise ValueError(f"values: expected (m >= 2 raters, n >= 2 items), found {values.shape}")
+    m, n = values.shape
+    ranks = stats.rankdata(values, axis=1)
+    rank_sums = ranks.sum(axis=0)
+    s = float(((rank_sums - rank_sums.mean()) ** 2).sum())
+    ties = 0.0
+    for row in values:
+        t = np.unique(row, return_counts=True)[1].astype(np.float64)
+        ties += float((t**3 - t).sum())
+    denominator = m**2 * (n**3 - n) - m * ties
+    return 12.0 * s / denominator if denominator > 0 else float("nan")
+
+
+def rank_agreement(values: np.ndarray) -> dict[str, float]:
+    """Do m raters rank n items alike? Kendall's W, its chi-square test and mean Spearman rho.
+
+    Args:
+        values: (m raters, n items) scores, e.g. fish x regions mean importance.
+
+    Returns:
+        {"kendall_w", "chi2", "p_value", "mean_spearman"}: chi2 = m (n - 1) W is Friedman's
+        statistic on n - 1 df (a large-sample approximation; p = its upper tail) and
+        mean_spearman the mean over rater pairs of Spearman rho (NaN pairs left out).
+    """
+    w = kendalls_w(values)
+    matrix = np.asarray(values, dtype=np.float64)
+    m, n = matrix.shape
+    chi2 = m * (n - 1) * w
+    rhos = [stats.spearmanr(a, b)[0] for a, b in itertools.combinations(matrix, 2)]
+    return {
+        "kendall_w": float(w),
+        "chi2": float(chi2),
+        "p_value": float(stats.chi2.sf(chi2, n - 1)),
+        "mean_spearman": float(np.nanmean(rhos)),
+    }
+
+
+def rankable_regions(tables: Sequence[pd.DataFrame], value: str) -> tuple[list[str], list[str]]:
+    """Regions shared by every table, and those of them with a finite `value` in every table.
+
+    A region without a value in some fish (e.g. the "unlabelled" row that region ablation adds,
+    whose mean importance is NaN) cannot be ranked in that fish. Both lists sorted.
+    """
+    for frame in tables:
+        if not {"region", value} <= set(frame.columns):
+            raise ValueError(
+                f"tables: expected columns region, {value}, found {list(frame.columns)}"
+            )
+    shared = sorted(set.intersection(*(set(f["region"].astype(str)) for f in tables)))
+    finite = [
+        set(f.loc[np.isfinite(f[value].to_numpy(dtype=np.float64)), "region"].astype(str))
+        for f in tables
+    ]
+    return shared, [region for region in shared if all(region in f for f in finite)]
+
+
+def rank_consistency(
+    tables: Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame], value: str = "mean"
+) -> dict[str, Any]:
+    """Do fish agree on which regions matter? `rank_agreement` of one region table per fish.
+
+    Args:
+        tables: one region table per fish ({fish: table} or a list) with columns ``region``
+            and `value` (e.g. `nlp4neuro.anatomy.region_importance` output).
+        value: column ranked within each fish.
+
+    Returns:
+        `rank_agreement`'s {"kendall_w", "chi2", "p_value", "mean_spearman"} over the regions
+        that every fish ranks (`rankable_regions`), and "n_fish", "n_regions", "regions".
+
+    Raises:
+        ValueError: fewer than 2 fish, or fewer than 2 regions that every fish ranks.
+    """
+    frames = list(tables.values()) if isinstance(tables, Mapping) else list(tables)
+    if len(frames) < 2:
+        raise ValueError(f"tables: expected at least 2 fish, found {len(frames)}")
+    shared, common = rankable_regions(frames, value)
+    if len(common) < 2:
+        raise ValueError(
+            f"tables: expected at least 2 regions with a {value} in every fish, found {common} "
+            f"(regions shared by all fish: {shared})"
+        )
+    matrix = np.vstack(
+        [
+            f.assign(region=f["region"].astype(str))
+            .set_index("region")
+            .loc[common, value]
+            .to_numpy(dtype=np.float64)
+            for f in frames
+        ]
+    )
+    m, n = matrix.shape
+    return {**rank_agreement(matrix), "n_fish": int(m), "n_regions": int(n), "regions": common}
 
 
 # --------------------------------------------------------------------------------------------

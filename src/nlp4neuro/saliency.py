@@ -23,9 +23,9 @@ same convention (masked = set to the baseline, by default 0 = training mean) is 
 
 Validation tools: `region_ablation` (captum FeatureAblation with one feature group per region),
 `deletion_curve` (RMSE when the top-k vs k random neurons are masked: the reference found
-removing the top 50 no worse than 50 random ones), `correlation_motor_map` (the classic
-|Pearson r| with the tail), `map_similarity` (pretrained vs untrained twin maps) and
-`ground_truth_auc` (planted drivers of simulated fish).
+removing the top 50 no worse than 50 random ones) and `correlation_motor_map` (the classic
+|Pearson r| with the tail). Scores comparing maps (`map_similarity`, `ground_truth_auc` against
+the planted drivers of simulated fish) live in `nlp4neuro.metrics`.
 """
 
 from __future__ import annotations
@@ -33,31 +33,38 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
 from captum.attr import FeatureAblation, InputXGradient, IntegratedGradients, Saliency
-from scipy import stats
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from nlp4neuro.dataset import average_window_predictions, window_starts
+from nlp4neuro.config import build
+from nlp4neuro.conventions import segment_names as default_segment_names
 from nlp4neuro.errors import ConfigError
+from nlp4neuro.metrics import SUMMED, rmse_pooled
+from nlp4neuro.problem import average_window_predictions, window_starts
 from nlp4neuro.provenance import versions_json
 
 logger = logging.getLogger(__name__)
 
-SUMMED = "summed"
-"""Target name of the summed tail (sum over frames and over the tail angles)."""
+__all__ = [
+    "SUMMED",
+    "UNLABELLED",
+    "SaliencyParams",
+    "attribute",
+    "correlation_motor_map",
+    "deletion_curve",
+    "region_ablation",
+    "saliency_starts",
+    "window_attributions",
+]
 
-METHODS = ("integrated_gradients", "saliency", "input_x_gradient")
-BASELINES = ("zeros", "training_mean")
-TARGET_MODES = ("summed", "each")
 UNLABELLED = "unlabelled"
 """Region name used in tables for neurons whose region label is the empty string."""
 
@@ -66,20 +73,24 @@ _NEURON_COORDS = ("neuron", "plane", "roi", "x_um", "y_um", "z_um", "region")
 
 @dataclass(frozen=True)
 class SaliencyParams:
-    """How attributions are computed (config section ``saliency``).
+    """How attributions are computed: config section ``saliency`` (defaults in the schema).
+
+    Build it with `SaliencyParams.from_config(config["saliency"])` from a validated section
+    (e.g. ``nlp4neuro.config.section("saliency", n_steps=8)``); the allowed values of `method`,
+    `baseline`, `ig_method` and `target` are the schema's.
 
     Attributes:
-        method: "integrated_gradients" (default; completeness holds), "saliency" (plain
-            gradient) or "input_x_gradient" (gradient x input, the reference's choice).
+        method: "integrated_gradients" (completeness holds), "saliency" (plain gradient) or
+            "input_x_gradient" (gradient x input, the reference's choice).
         baseline: "zeros" (all-zero normalised input = training mean for z-scored inputs) or
             "training_mean" (a per-neuron vector passed as `baseline_values`; needed only for
             inputs that are not z-scored). Used by Integrated Gradients only: Saliency and
             InputXGradient have no baseline.
-        n_steps: Integrated Gradients integration steps (Gauss-Legendre by default).
+        n_steps: Integrated Gradients integration steps.
         ig_method: captum's integral approximation ("gausslegendre", "riemann_trapezoid", ...).
         internal_batch_size: IG examples (steps x windows) per forward pass; bounds memory.
         batch_windows: windows attributed together (the IG batch is n_steps x batch_windows).
-        target: "summed" (only the summed tail) or "each" (the 6 angles and the summed tail).
+        target: "summed" (only the summed tail) or "each" (every angle and the summed tail).
         absolute: keep |attribution| in the per-frame map (True) or the signed value (False).
             The global per-neuron `importance` is always a mean of |attribution|.
         splits: dataset splits whose windows are attributed (see `saliency_starts`).
@@ -91,37 +102,27 @@ class SaliencyParams:
             (7x that) are not kept.
     """
 
-    method: str = "integrated_gradients"
-    baseline: str = "zeros"
-    n_steps: int = 32
-    ig_method: str = "gausslegendre"
-    internal_batch_size: int | None = 64
-    batch_windows: int = 8
-    target: str = "summed"
-    absolute: bool = True
-    splits: tuple[str, ...] = ("test",)
-    window_stride: int | None = None
-    max_windows: int | None = None
-    keep_frames: bool = True
+    method: str
+    baseline: str
+    n_steps: int
+    ig_method: str
+    internal_batch_size: int | None
+    batch_windows: int
+    target: str
+    absolute: bool
+    splits: tuple[str, ...]
+    window_stride: int | None
+    max_windows: int | None
+    keep_frames: bool
 
     def __post_init__(self) -> None:
         # YAML gives lists; a frozen dataclass must hold hashable tuples.
         object.__setattr__(self, "splits", tuple(self.splits))
-        if self.method not in METHODS:
-            raise ConfigError("saliency.method", f"one of {METHODS}", self.method)
-        if self.baseline not in BASELINES:
-            raise ConfigError("saliency.baseline", f"one of {BASELINES}", self.baseline)
-        if self.target not in TARGET_MODES:
-            raise ConfigError("saliency.target", f"one of {TARGET_MODES}", self.target)
-        for key in ("n_steps", "batch_windows"):
-            if not _positive_int(getattr(self, key)):
-                raise ConfigError(f"saliency.{key}", "an integer >= 1", getattr(self, key))
-        for key in ("internal_batch_size", "window_stride", "max_windows"):
-            value = getattr(self, key)
-            if value is not None and not _positive_int(value):
-                raise ConfigError(f"saliency.{key}", "null or an integer >= 1", value)
-        if not self.splits or not all(isinstance(s, str) for s in self.splits):
-            raise ConfigError("saliency.splits", "a non-empty list of split names", self.splits)
+
+    @classmethod
+    def from_config(cls, saliency: Mapping[str, Any]) -> SaliencyParams:
+        """From the validated ``saliency`` section; keys that are not fields are ignored."""
+        return build(cls, saliency, "saliency")
 
 
 def _positive_int(value: Any) -> bool:
@@ -132,9 +133,7 @@ def _positive_int(value: Any) -> bool:
 # Inputs
 
 
-def saliency_starts(
-    splits: Mapping[str, slice], window: int, params: SaliencyParams = SaliencyParams()
-) -> np.ndarray:
+def saliency_starts(splits: Mapping[str, slice], window: int, params: SaliencyParams) -> np.ndarray:
     """Window starts to attribute: windows inside each split of `params.splits`.
 
     Args:
@@ -211,6 +210,31 @@ def _baseline_vector(
     return vector
 
 
+def _params_baseline(
+    params: SaliencyParams, baseline_values: Any, n_neurons: int
+) -> torch.Tensor | None:
+    """The (n_neurons,) baseline `params.baseline` asks for, or None meaning zeros."""
+    training_mean = params.baseline == "training_mean"
+    return _baseline_vector(
+        baseline_values if training_mean else None, n_neurons, required=training_mean
+    )
+
+
+def _baseline_batch(baseline: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """(1, window, N) baseline input for a batch `like` of shape (B, window, N), on its device."""
+    if baseline is None:
+        return torch.zeros_like(like[:1])
+    return baseline.to(like.device).expand(1, like.shape[1], like.shape[2]).contiguous()
+
+
+def _tail(y_true: Any, n_frames: int, dtype: type) -> np.ndarray:
+    """(T, K) true tail angles (radians) as `dtype`, checked against the T input frames."""
+    y = np.asarray(y_true, dtype=dtype)
+    if y.ndim != 2 or y.shape[0] != n_frames:
+        raise ValueError(f"y_true: expected shape ({n_frames}, K), found {y.shape}")
+    return y
+
+
 def _windows(x: torch.Tensor, starts: np.ndarray, window: int) -> torch.Tensor:
     index = torch.as_tensor(starts, dtype=torch.long)[:, None] + torch.arange(window)
     return x[index]
@@ -221,6 +245,17 @@ def _no_cudnn(device: torch.device) -> contextlib.AbstractContextManager:
     if device.type == "cuda":
         return torch.backends.cudnn.flags(enabled=False)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) inside the block; the model's own mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def _captum_method(name: str, wrapper: nn.Module) -> Any:
@@ -272,6 +307,27 @@ class _WindowTargets(nn.Module):
         return torch.cat([per_angle, per_angle.sum(dim=1, keepdim=True)], dim=1)
 
 
+def _targets(
+    wrapper: _WindowTargets,
+    first_window: torch.Tensor,
+    segment_names: Sequence[str] | None,
+    mode: str,
+) -> dict[str, int]:
+    """{target name: output index of `wrapper`}: the K angles then summed, or summed only.
+
+    `first_window` (1, window, N) is run once to count the K outputs; `segment_names` default
+    to theta_00..theta_{K-1}; `mode` is ``SaliencyParams.target``.
+    """
+    with torch.no_grad():
+        n_outputs = wrapper(first_window).shape[1] - 1
+    names = list(segment_names) if segment_names is not None else default_segment_names(n_outputs)
+    if len(names) != n_outputs:
+        raise ValueError(f"segment_names: expected {n_outputs} names, found {len(names)}")
+    if mode == "each":
+        return dict(zip([*names, SUMMED], range(n_outputs + 1), strict=True))
+    return {SUMMED: n_outputs}
+
+
 def _neuron_coords(source: Any, n_neurons: int) -> dict[str, Any]:
     """Neuron coordinates (plane, x_um, ...) of a Dataset/DataArray, checked against N."""
     if source is None:
@@ -305,12 +361,67 @@ def _time_coords(source: Any, frame_index: np.ndarray, n_frames: int) -> dict[st
 # Attributions
 
 
+class _Frames(NamedTuple):
+    """Which frames the windows cover and how much each weighs in the global importance."""
+
+    index: np.ndarray  # (n_covered,) int64 covered positions along the time axis, sorted
+    position: np.ndarray  # (T,) int64 row of each frame in the per-frame map; -1 if uncovered
+    weight: np.ndarray  # (T,) float64 1 / (windows covering the frame); 0 if uncovered
+
+
+def _frame_weights(starts: np.ndarray, window: int, n_frames: int) -> _Frames:
+    """Every covered frame weighs 1 in total, whatever the number of windows covering it."""
+    coverage = np.bincount((starts[:, None] + np.arange(window)).ravel(), minlength=n_frames)
+    index = np.flatnonzero(coverage)
+    position = np.full(n_frames, -1, dtype=np.int64)
+    position[index] = np.arange(index.size)
+    weight = np.zeros(n_frames, dtype=np.float64)
+    weight[index] = 1.0 / coverage[index]
+    return _Frames(index, position, weight)
+
+
+class _Windows(NamedTuple):
+    """The windows of one `attribute` call."""
+
+    x: torch.Tensor  # (T, N) float32 CPU inputs
+    starts: np.ndarray  # (n_windows,) int64 first frame of each window
+    window: int  # frames per window
+    baseline: torch.Tensor | None  # (N,) value of a neuron at baseline; None = zeros
+    device: torch.device  # where the model lives
+
+
+class _Batch(NamedTuple):
+    """One batch of windows on the model's device."""
+
+    x: torch.Tensor  # (B, window, N) inputs
+    base: torch.Tensor  # (1, window, N) baseline input
+    weight: torch.Tensor  # (B, window) float64 frame weights (see `_Frames`)
+    rows: np.ndarray  # (B,) per-frame-map row of each window's first frame
+
+
+@dataclass
+class _Sums:
+    """Running sums of one `attribute` call over its window batches."""
+
+    importance: np.ndarray  # (n_targets, N) float64 frame-weighted |attribution|
+    frames: np.ndarray | None  # (n_covered, N) float32 per-frame map of the summed target
+    delta: np.ndarray  # (n_targets,) float64 |IG convergence delta| over windows
+    change: np.ndarray  # (n_targets,) float64 |F(x) - F(baseline)| over windows
+
+    @classmethod
+    def zeros(cls, n_targets: int, n_neurons: int, n_covered: int, keep_frames: bool) -> _Sums:
+        frames = np.zeros((n_covered, n_neurons), np.float32) if keep_frames else None
+        return cls(
+            np.zeros((n_targets, n_neurons)), frames, np.zeros(n_targets), np.zeros(n_targets)
+        )
+
+
 def attribute(
     model: nn.Module,
     x: Any,
     starts: Any,
     window: int,
-    params: SaliencyParams = SaliencyParams(),
+    params: SaliencyParams,
     device: str | torch.device = "cpu",
     *,
     neuron_coords: xr.Dataset | xr.DataArray | None = None,
@@ -328,12 +439,12 @@ def attribute(
         params: method, baseline, targets, batching (see `SaliencyParams`).
         device: where the model lives; windows are moved there batch by batch.
         neuron_coords: dataset (e.g. the fish's netCDF) whose neuron coords (plane, roi, x_um,
-            y_um, z_um, region) and time coords (time, frame, stimulus) are copied.
+            y_um, z_um, region) and time coords (time, frame, stimulus, split) are copied.
         baseline_values: (N,) baseline for ``params.baseline == "training_mean"``.
         segment_names: names of the K outputs; default theta_00..theta_{K-1}.
 
     Returns:
-        xr.Dataset with
+        xr.Dataset, attributions in output units (rad summed over a window's frames) per neuron:
         - ``importance`` (target, neuron) float32: mean over covered frames of |attribution|
           (each window's |attribution| is averaged over the windows covering a frame first, so
           every frame weighs equally). Targets are the K angles and ``summed`` for
@@ -341,122 +452,123 @@ def attribute(
         - ``frame_importance`` (time, neuron) float32, summed target only (if `keep_frames`):
           attribution of each covered frame (|.| if `absolute`, else signed), averaged over the
           windows covering the frame; coord ``frame_index`` = position along x's time axis.
-        - for Integrated Gradients: ``convergence_delta`` (target): mean |sum of attributions -
-          (F(x) - F(baseline))| per window, ``output_change`` (target): mean |F(x) -
-          F(baseline)|; attr ``convergence_delta_relative`` = their ratio over all targets.
+        - Integrated Gradients only: ``convergence_delta`` (target), the mean over windows of
+          |sum of attributions - (F(x) - F(baseline))|, ``output_change`` (target), the mean
+          |F(x) - F(baseline)|, and attr ``convergence_delta_relative`` (their ratio, all targets).
         - attrs: method, baseline, window_frames, n_windows, params (JSON), versions (JSON).
-        Attributions are in output units (radians summed over the window's frames) per neuron.
     """
     device = torch.device(device)
-    source = (
-        neuron_coords if neuron_coords is not None else (x if isinstance(x, xr.DataArray) else None)
-    )
+    source = neuron_coords
+    if source is None and isinstance(x, xr.DataArray):
+        source = x
     x_t = _as_tensor(x)
     n_frames, n_neurons = x_t.shape
     starts = _check_starts(starts, window, n_frames)
-    baseline = _baseline_vector(
-        baseline_values if params.baseline == "training_mean" else None,
-        n_neurons,
-        required=params.baseline == "training_mean",
-    )
+    baseline = _params_baseline(params, baseline_values, n_neurons)
+    frames = _frame_weights(starts, window, n_frames)
+    with _evaluating(model):
+        wrapper = _WindowTargets(model).to(device)
+        first = _windows(x_t, starts[:1], window).to(device)
+        targets = _targets(wrapper, first, segment_names, params.target)
+        sums = _Sums.zeros(len(targets), n_neurons, frames.index.size, params.keep_frames)
+        windows = _Windows(x_t, starts, window, baseline, device)
+        _attribute_all(wrapper, windows, frames, targets, params, sums)
+    coords = {"target": list(targets), **_neuron_coords(source, n_neurons)}
+    if params.keep_frames:
+        coords.update(_time_coords(source, frames.index, n_frames))
+    return _importance_dataset(sums, coords, frames, params, window, starts.size)
 
-    # Frame bookkeeping: every covered frame weighs 1 in the global importance, whatever the
-    # number of windows covering it.
-    coverage = np.bincount((starts[:, None] + np.arange(window)).ravel(), minlength=n_frames)
-    frame_index = np.flatnonzero(coverage)
-    position = np.full(n_frames, -1, dtype=np.int64)
-    position[frame_index] = np.arange(frame_index.size)
-    weight = np.zeros(n_frames, dtype=np.float64)
-    weight[frame_index] = 1.0 / coverage[frame_index]
 
-    was_training = model.training
-    model.eval()
-    wrapper = _WindowTargets(model).to(device)
-    with torch.no_grad():
-        n_outputs = wrapper(_windows(x_t, starts[:1], window).to(device)).shape[1] - 1
-    names = (
-        list(segment_names)
-        if segment_names is not None
-        else [f"theta_{k:02d}" for k in range(n_outputs)]
-    )
-    if len(names) != n_outputs:
-        raise ValueError(f"segment_names: expected {n_outputs} names, found {len(names)}")
-    target_names = [*names, SUMMED] if params.target == "each" else [SUMMED]
-    target_index = [*range(n_outputs), n_outputs] if params.target == "each" else [n_outputs]
-
+def _attribute_all(
+    wrapper: _WindowTargets,
+    windows: _Windows,
+    frames: _Frames,
+    targets: Mapping[str, int],
+    params: SaliencyParams,
+    sums: _Sums,
+) -> None:
+    """Attribute every window into `sums`, `params.batch_windows` at a time; log progress."""
+    x_t, starts, window, baseline, device = windows
     method = _captum_method(params.method, wrapper)
-
-    importance_sum = np.zeros((len(target_names), n_neurons), dtype=np.float64)
-    frames = (
-        np.zeros((frame_index.size, n_neurons), dtype=np.float32) if params.keep_frames else None
-    )
-    delta_sum = np.zeros(len(target_names), dtype=np.float64)
-    change_sum = np.zeros(len(target_names), dtype=np.float64)
     n_batches = -(-starts.size // params.batch_windows)
     log_every = max(1, n_batches // 10)
     logger.info(
         "attributing %d windows of %d frames x %d neurons (%s, %d target(s), %d batch(es))",
         starts.size,
         window,
-        n_neurons,
+        x_t.shape[1],
         params.method,
-        len(target_names),
+        len(targets),
         n_batches,
     )
-    try:
-        with _no_cudnn(device):
-            for b in range(n_batches):
-                batch_starts = starts[b * params.batch_windows : (b + 1) * params.batch_windows]
-                xb = _windows(x_t, batch_starts, window).to(device)
-                base = (
-                    torch.zeros_like(xb[:1])
-                    if baseline is None
-                    else baseline.to(device).expand(1, window, n_neurons).contiguous()
-                )
-                w = torch.as_tensor(
-                    weight[batch_starts[:, None] + np.arange(window)], dtype=torch.float64
-                )
-                for j, target in enumerate(target_index):
-                    attr, delta = _attribute_batch(method, xb, base, target, params)
-                    if delta is not None:
-                        with torch.no_grad():
-                            change = wrapper(xb)[:, target] - wrapper(base)[:, target]
-                        delta_sum[j] += delta.abs().sum().item()
-                        change_sum[j] += change.abs().sum().item()
-                    attr = attr.to(torch.float64)
-                    importance_sum[j] += (attr.abs() * w[..., None]).sum(dim=(0, 1)).numpy()
-                    if frames is not None and target_names[j] == SUMMED:
-                        values = attr.abs() if params.absolute else attr
-                        values = (values * w[..., None]).numpy().astype(np.float32)
-                        for i, s in enumerate(batch_starts):
-                            p = position[s]
-                            frames[p : p + window] += values[i]
-                if (b + 1) % log_every == 0 or b + 1 == n_batches:
-                    logger.info("saliency: %d/%d batches", b + 1, n_batches)
-    finally:
-        model.train(was_training)
+    with _no_cudnn(device):
+        for b in range(n_batches):
+            batch_starts = starts[b * params.batch_windows : (b + 1) * params.batch_windows]
+            xb = _windows(x_t, batch_starts, window).to(device)
+            w = torch.as_tensor(
+                frames.weight[batch_starts[:, None] + np.arange(window)], dtype=torch.float64
+            )
+            batch = _Batch(xb, _baseline_batch(baseline, xb), w, frames.position[batch_starts])
+            _attribute_batch_into(sums, method, wrapper, batch, targets, params)
+            if (b + 1) % log_every == 0 or b + 1 == n_batches:
+                logger.info("saliency: %d/%d batches", b + 1, n_batches)
 
-    importance = (importance_sum / frame_index.size).astype(np.float32)
+
+def _attribute_batch_into(
+    sums: _Sums,
+    method: Any,
+    wrapper: _WindowTargets,
+    batch: _Batch,
+    targets: Mapping[str, int],
+    params: SaliencyParams,
+) -> None:
+    """Add one batch's attributions of every target to `sums`."""
+    xb, base, w, rows = batch
+    window = xb.shape[1]
+    for j, (name, target) in enumerate(targets.items()):
+        attr, delta = _attribute_batch(method, xb, base, target, params)
+        if delta is not None:
+            with torch.no_grad():
+                change = wrapper(xb)[:, target] - wrapper(base)[:, target]
+            sums.delta[j] += delta.abs().sum().item()
+            sums.change[j] += change.abs().sum().item()
+        attr = attr.to(torch.float64)
+        sums.importance[j] += (attr.abs() * w[..., None]).sum(dim=(0, 1)).numpy()
+        if sums.frames is not None and name == SUMMED:
+            values = attr.abs() if params.absolute else attr
+            values = (values * w[..., None]).numpy().astype(np.float32)
+            for i, row in enumerate(rows):
+                sums.frames[row : row + window] += values[i]
+
+
+def _importance_dataset(
+    sums: _Sums,
+    coords: dict[str, Any],
+    frames: _Frames,
+    params: SaliencyParams,
+    window: int,
+    n_windows: int,
+) -> xr.Dataset:
+    """`attribute`'s dataset from its sums; `coords` are the target, neuron and time coords."""
+    importance = (sums.importance / frames.index.size).astype(np.float32)
     data_vars: dict[str, Any] = {"importance": (("target", "neuron"), importance)}
-    coords: dict[str, Any] = {"target": target_names, **_neuron_coords(source, n_neurons)}
     attrs: dict[str, Any] = {
         "method": params.method,
         "baseline": params.baseline,
         "window_frames": int(window),
-        "n_windows": int(starts.size),
-        "n_frames_covered": int(frame_index.size),
+        "n_windows": int(n_windows),
+        "n_frames_covered": int(frames.index.size),
         "params": json.dumps(asdict(params), sort_keys=True),
         "units": "output units (rad summed over the window's frames) attributed per neuron",
         "versions": versions_json(),
     }
-    if frames is not None:
-        data_vars["frame_importance"] = (("time", "neuron"), frames)
-        coords.update(_time_coords(source, frame_index, n_frames))
+    if sums.frames is not None:
+        data_vars["frame_importance"] = (("time", "neuron"), sums.frames)
     if params.method == "integrated_gradients":
-        data_vars["convergence_delta"] = ("target", (delta_sum / starts.size).astype(np.float32))
-        data_vars["output_change"] = ("target", (change_sum / starts.size).astype(np.float32))
-        total_change = change_sum.sum()
-        relative = float(delta_sum.sum() / total_change) if total_change > 0 else float("nan")
+        data_vars["convergence_delta"] = ("target", (sums.delta / n_windows).astype(np.float32))
+        data_vars["output_change"] = ("target", (sums.change / n_windows).astype(np.float32))
+        total_change = sums.change.sum()
+        relative = float(sums.delta.sum() / total_change) if total_change > 0 else float("nan")
         attrs["convergence_delta_relative"] = relative
         logger.info(
             "integrated gradients: mean |delta| / mean |F(x) - F(baseline)| = %.3g", relative
@@ -467,7 +579,7 @@ def attribute(
 def window_attributions(
     model: nn.Module,
     windows: Any,
-    params: SaliencyParams = SaliencyParams(),
+    params: SaliencyParams,
     device: str | torch.device = "cpu",
     *,
     baseline_values: np.ndarray | None = None,
@@ -491,41 +603,16 @@ def window_attributions(
     xb = torch.as_tensor(np.asarray(windows, dtype=np.float32)).to(device)
     if xb.ndim != 3:
         raise ValueError(f"windows: expected shape (B, window, N), found {tuple(xb.shape)}")
-    n_neurons = xb.shape[2]
-    baseline = _baseline_vector(
-        baseline_values if params.baseline == "training_mean" else None,
-        n_neurons,
-        required=params.baseline == "training_mean",
-    )
-    base = (
-        torch.zeros_like(xb[:1])
-        if baseline is None
-        else baseline.to(device).expand(1, xb.shape[1], n_neurons).contiguous()
-    )
-    was_training = model.training
-    model.eval()
-    wrapper = _WindowTargets(model).to(device)
-    try:
-        with torch.no_grad():
-            n_outputs = wrapper(xb[:1]).shape[1] - 1
-        names = (
-            list(segment_names)
-            if segment_names is not None
-            else [f"theta_{k:02d}" for k in range(n_outputs)]
-        )
-        if len(names) != n_outputs:
-            raise ValueError(f"segment_names: expected {n_outputs} names, found {len(names)}")
-        targets = dict(zip([*names, SUMMED], range(n_outputs + 1), strict=True))
-        if params.target == "summed":
-            targets = {SUMMED: n_outputs}
+    base = _baseline_batch(_params_baseline(params, baseline_values, xb.shape[2]), xb)
+    with _evaluating(model):
+        wrapper = _WindowTargets(model).to(device)
+        targets = _targets(wrapper, xb[:1], segment_names, params.target)
         method = _captum_method(params.method, wrapper)
         with _no_cudnn(device):
             return {
                 name: _attribute_batch(method, xb, base, index, params)[0].numpy()
                 for name, index in targets.items()
             }
-    finally:
-        model.train(was_training)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -597,89 +684,102 @@ def region_ablation(
     starts = _check_starts(starts, window, n_frames)
     names, codes = _region_codes(region_labels, n_neurons)
     baseline = _baseline_vector(baseline_values, n_neurons)
-    y_t = None
-    if y_true is not None:
-        y_t = torch.as_tensor(np.asarray(y_true, dtype=np.float32))
-        if y_t.ndim != 2 or y_t.shape[0] != n_frames:
-            raise ValueError(f"y_true: expected shape ({n_frames}, K), found {tuple(y_t.shape)}")
-    representative = np.array([np.flatnonzero(codes == r)[0] for r in range(names.size)])
+    y_t = None if y_true is None else torch.as_tensor(_tail(y_true, n_frames, np.float32))
+    with _evaluating(model):
+        sums = _ablate(
+            _AblationOutputs(model).to(device),
+            _Windows(x_t, starts, window, baseline, device),
+            y_t,
+            codes,
+            batch_windows,
+        )
+    return _ablation_table(names, codes, sums, starts.size, with_mse=y_t is not None)
+
+
+def _ablate(
+    wrapper: _AblationOutputs,
+    windows: _Windows,
+    y_t: torch.Tensor | None,
+    codes: np.ndarray,
+    batch_windows: int,
+) -> dict[str, Any]:
+    """Sums over windows of captum FeatureAblation, one feature group per region code.
+
+    Returns {"change_abs", "change_signed", "mse_drop"}: (n_regions,) float64 sums of |output
+    change|, output change and MSE decrease when the region is ablated; "mse_base": the
+    unablated MSE summed over windows (0 without `y_t`).
+    """
+    x_t, starts, window, baseline, device = windows
+    n_regions, n_neurons = int(codes.max()) + 1, x_t.shape[1]
+    representative = np.array([np.flatnonzero(codes == r)[0] for r in range(n_regions)])
     mask = torch.as_tensor(codes).expand(1, window, n_neurons).to(device)
-
-    was_training = model.training
-    model.eval()
-    wrapper = _AblationOutputs(model).to(device)
+    base = 0.0 if baseline is None else baseline.to(device).expand(1, window, n_neurons)
     ablation = FeatureAblation(wrapper)
-    change_abs = np.zeros(names.size)
-    change_signed = np.zeros(names.size)
-    mse_drop = np.zeros(names.size)
-    mse_base = 0.0
-    try:
-        for begin in range(0, starts.size, batch_windows):
-            batch_starts = starts[begin : begin + batch_windows]
-            xb = _windows(x_t, batch_starts, window).to(device)
-            yb = (
-                _windows(y_t, batch_starts, window).to(device)
-                if y_t is not None
-                else torch.zeros(xb.shape[0], window, 1, device=device)
+    targets = (0, 1) if y_t is not None else (0,)
+    sums = {name: np.zeros(n_regions) for name in ("change_abs", "change_signed", "mse_drop")}
+    sums["mse_base"] = 0.0
+    for begin in range(0, starts.size, batch_windows):
+        batch_starts = starts[begin : begin + batch_windows]
+        xb = _windows(x_t, batch_starts, window).to(device)
+        yb = (
+            _windows(y_t, batch_starts, window).to(device)
+            if y_t is not None
+            else torch.zeros(xb.shape[0], window, 1, device=device)
+        )
+        for target in targets:
+            # FeatureAblation attribution = F(x) - F(x with the group ablated), per window.
+            attr = ablation.attribute(
+                xb, baselines=base, target=target, additional_forward_args=(yb,), feature_mask=mask
             )
-            base = 0.0 if baseline is None else baseline.to(device).expand(1, window, n_neurons)
-            targets = (0, 1) if y_t is not None else (0,)
-            for target in targets:
-                # FeatureAblation attribution = F(x) - F(x with the group ablated), per window.
-                attr = ablation.attribute(
-                    xb,
-                    baselines=base,
-                    target=target,
-                    additional_forward_args=(yb,),
-                    feature_mask=mask,
-                )
-                per_region = attr[:, 0, representative].detach().double().cpu().numpy()
-                if target == 0:
-                    change_abs += np.abs(per_region).sum(axis=0)
-                    change_signed += -per_region.sum(axis=0)
-                else:
-                    mse_drop += per_region.sum(axis=0)
-            if y_t is not None:
-                with torch.no_grad():
-                    mse_base += wrapper(xb, yb)[:, 1].double().sum().item()
-    finally:
-        model.train(was_training)
+            per_region = attr[:, 0, representative].detach().double().cpu().numpy()
+            if target == 0:
+                sums["change_abs"] += np.abs(per_region).sum(axis=0)
+                sums["change_signed"] += -per_region.sum(axis=0)
+            else:
+                sums["mse_drop"] += per_region.sum(axis=0)
+        if y_t is not None:
+            with torch.no_grad():
+                sums["mse_base"] += wrapper(xb, yb)[:, 1].double().sum().item()
+    return sums
 
-    n_windows = starts.size
+
+def _ablation_table(
+    names: np.ndarray, codes: np.ndarray, sums: Mapping[str, Any], n_windows: int, with_mse: bool
+) -> pd.DataFrame:
+    """`region_ablation`'s table from `_ablate`'s sums, sorted by damage."""
     table = pd.DataFrame(
         {
             "region": names,
             "n_neurons": np.bincount(codes, minlength=names.size),
-            "mean_abs_output_change": change_abs / n_windows,
-            "mean_output_change": change_signed / n_windows,
+            "mean_abs_output_change": sums["change_abs"] / n_windows,
+            "mean_output_change": sums["change_signed"] / n_windows,
         }
     )
-    sort_by = "mean_abs_output_change"
-    if y_t is not None:
-        baseline_mse = mse_base / n_windows
-        ablated = baseline_mse - mse_drop / n_windows
-        table["baseline_mse"] = baseline_mse
-        table["ablated_mse"] = ablated
-        table["delta_mse"] = ablated - baseline_mse
-        table["baseline_rmse"] = np.sqrt(baseline_mse)
-        table["ablated_rmse"] = np.sqrt(np.maximum(ablated, 0.0))
-        table["delta_rmse"] = table["ablated_rmse"] - table["baseline_rmse"]
-        sort_by = "delta_mse"
-    return table.sort_values(sort_by, ascending=False, ignore_index=True)
+    if not with_mse:
+        return table.sort_values("mean_abs_output_change", ascending=False, ignore_index=True)
+    baseline_mse = sums["mse_base"] / n_windows
+    ablated = baseline_mse - sums["mse_drop"] / n_windows
+    table["baseline_mse"] = baseline_mse
+    table["ablated_mse"] = ablated
+    table["delta_mse"] = ablated - baseline_mse
+    table["baseline_rmse"] = np.sqrt(baseline_mse)
+    table["ablated_rmse"] = np.sqrt(np.maximum(ablated, 0.0))
+    table["delta_rmse"] = table["ablated_rmse"] - table["baseline_rmse"]
+    return table.sort_values("delta_mse", ascending=False, ignore_index=True)
 
 
 def _masked_rmse(
     model: nn.Module,
-    x_t: torch.Tensor,
+    windows: _Windows,
     y: np.ndarray,
-    starts: np.ndarray,
-    window: int,
     masked: np.ndarray,
-    baseline: torch.Tensor | None,
-    device: torch.device,
     batch_windows: int,
 ) -> float:
-    """Pooled RMSE (rad) of frame-averaged predictions with `masked` neurons at the baseline."""
+    """Pooled RMSE (rad) of frame-averaged predictions with `masked` neurons at the baseline.
+
+    `y` (T, K) true tail angles; overlapping windows' predictions are averaged per frame first.
+    """
+    x_t, starts, window, baseline, device = windows
     masked_t = torch.as_tensor(masked, dtype=torch.long)
     outputs = []
     with torch.no_grad():
@@ -691,8 +791,7 @@ def _masked_rmse(
     frame_index, averaged = average_window_predictions(
         starts, window, np.concatenate(outputs), x_t.shape[0]
     )
-    error = averaged.astype(np.float64) - y[frame_index]
-    return float(np.sqrt(np.mean(error**2)))
+    return rmse_pooled(y[frame_index], averaged)
 
 
 def deletion_curve(
@@ -703,8 +802,8 @@ def deletion_curve(
     window: int,
     ranking: Any,
     ks: Sequence[int],
-    n_random: int = 20,
-    seed: int = 0,
+    n_random: int,
+    seed: int,
     device: str | torch.device = "cpu",
     *,
     baseline_values: np.ndarray | None = None,
@@ -719,17 +818,14 @@ def deletion_curve(
     curve rises above the random band.
 
     Args:
-        model: torch decoder.
-        x: (T, N) normalised inputs.
-        y_true: (T, K) true tail angles (radians).
+        model, x, y_true: torch decoder, (T, N) normalised inputs, (T, K) tail angles (rad).
         starts: (n_windows,) window starts (predictions of overlapping windows are averaged
             per frame before scoring, as in training's test scoring).
         window: window length in frames.
         ranking: neuron indices, most important first (e.g. argsort of -importance); at least
             max(ks) long.
         ks: numbers of neurons to mask (0 gives the unmasked RMSE).
-        n_random: random sets per k.
-        seed: seed of the numpy Generator drawing the random sets.
+        n_random, seed: random sets per k; seed of the numpy Generator drawing them.
         device: where the model lives.
         baseline_values: (N,) value of a masked neuron; None = 0.
         batch_windows: windows per forward pass.
@@ -739,13 +835,28 @@ def deletion_curve(
         (sample sd over random repeats; 0 for "top"), n_repeats. RMSE in radians, pooled over
         covered frames and angles.
     """
-    device = torch.device(device)
     x_t = _as_tensor(x)
     n_frames, n_neurons = x_t.shape
     starts = _check_starts(starts, window, n_frames)
-    y = np.asarray(y_true, dtype=np.float64)
-    if y.ndim != 2 or y.shape[0] != n_frames:
-        raise ValueError(f"y_true: expected shape ({n_frames}, K), found {y.shape}")
+    y = _tail(y_true, n_frames, np.float64)
+    ranking, ks = _check_deletion(ranking, ks, n_random, n_neurons)
+    baseline = _baseline_vector(baseline_values, n_neurons)
+    windows = _Windows(x_t, starts, window, baseline, torch.device(device))
+    rng = np.random.default_rng(seed)
+    rows = []
+    with _evaluating(model):
+        for k in ks:
+            masks = [ranking[:k]]  # then n_random random sets, drawn in order
+            masks += [rng.choice(n_neurons, size=k, replace=False) for _ in range(n_random)]
+            rmse = [_masked_rmse(model, windows, y, m, batch_windows) for m in masks]
+            rows.extend(_deletion_rows(k, rmse[0], rmse[1:]))
+    return pd.DataFrame(rows, columns=["k", "condition", "rmse_mean", "rmse_sd", "n_repeats"])
+
+
+def _check_deletion(
+    ranking: Any, ks: Sequence[int], n_random: int, n_neurons: int
+) -> tuple[np.ndarray, list[int]]:
+    """`deletion_curve`'s ranking (int64 neuron indices) and ks, checked against N neurons."""
     ranking = np.asarray(ranking, dtype=np.int64).ravel()
     ks = [int(k) for k in ks]
     if not ks or min(ks) < 0 or max(ks) > min(ranking.size, n_neurons):
@@ -756,57 +867,34 @@ def deletion_curve(
         raise ValueError("ranking: expected distinct neuron indices, found repeats")
     if n_random < 1:
         raise ValueError(f"n_random: expected >= 1, found {n_random}")
-    baseline = _baseline_vector(baseline_values, n_neurons)
-    rng = np.random.default_rng(seed)
+    return ranking, ks
 
-    was_training = model.training
-    model.eval()
-    rows = []
-    try:
-        for k in ks:
-            top = _masked_rmse(
-                model, x_t, y, starts, window, ranking[:k], baseline, device, batch_windows
-            )
-            rows.append(
-                {"k": k, "condition": "top", "rmse_mean": top, "rmse_sd": 0.0, "n_repeats": 1}
-            )
-            random = [
-                _masked_rmse(
-                    model,
-                    x_t,
-                    y,
-                    starts,
-                    window,
-                    rng.choice(n_neurons, size=k, replace=False),
-                    baseline,
-                    device,
-                    batch_windows,
-                )
-                for _ in range(n_random)
-            ]
-            rows.append(
-                {
-                    "k": k,
-                    "condition": "random",
-                    "rmse_mean": float(np.mean(random)),
-                    "rmse_sd": float(np.std(random, ddof=1)) if n_random > 1 else 0.0,
-                    "n_repeats": n_random,
-                }
-            )
-            logger.info(
-                "deletion k=%d: top %.4g rad, random %.4g +- %.2g rad",
-                k,
-                top,
-                rows[-1]["rmse_mean"],
-                rows[-1]["rmse_sd"],
-            )
-    finally:
-        model.train(was_training)
-    return pd.DataFrame(rows, columns=["k", "condition", "rmse_mean", "rmse_sd", "n_repeats"])
+
+def _deletion_rows(k: int, top: float, random: Sequence[float]) -> list[dict[str, Any]]:
+    """The "top" and "random" rows of one k (RMSE in radians; sample sd over random sets)."""
+    n_random = len(random)
+    rows = [
+        {"k": k, "condition": "top", "rmse_mean": top, "rmse_sd": 0.0, "n_repeats": 1},
+        {
+            "k": k,
+            "condition": "random",
+            "rmse_mean": float(np.mean(random)),
+            "rmse_sd": float(np.std(random, ddof=1)) if n_random > 1 else 0.0,
+            "n_repeats": n_random,
+        },
+    ]
+    logger.info(
+        "deletion k=%d: top %.4g rad, random %.4g +- %.2g rad",
+        k,
+        top,
+        rows[1]["rmse_mean"],
+        rows[1]["rmse_sd"],
+    )
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
-# Comparators and map statistics
+# Comparators
 
 
 def correlation_motor_map(dff: Any, tail: Any) -> np.ndarray:
@@ -836,64 +924,3 @@ def correlation_motor_map(dff: Any, tail: Any) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), 0.0)
     return np.clip(r, 0.0, 1.0)
-
-
-def top_k_indices(importance: Any, k: int) -> np.ndarray:
-    """Indices of the k largest values, most important first (ties: lower index first)."""
-    importance = np.asarray(importance, dtype=np.float64).ravel()
-    return np.argsort(-importance, kind="stable")[: int(k)]
-
-
-def map_similarity(a: Any, b: Any, top_k: int = 50) -> dict[str, float]:
-    """Agreement of two per-neuron importance maps (e.g. pretrained vs untrained twin).
-
-    Args:
-        a, b: (N,) importance maps over the same neurons.
-        top_k: size of the top sets compared (clipped to N).
-
-    Returns:
-        {"spearman_rho", "spearman_p", "top_k", "jaccard_top_k", "n_neurons"}. Jaccard =
-        |top_a & top_b| / |top_a | top_b|; two unrelated maps give about k / (2N - k).
-    """
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    if a.shape != b.shape or a.size < 2:
-        raise ValueError(
-            f"a, b: expected two maps of one shape (N >= 2,), found {a.shape}, {b.shape}"
-        )
-    k = int(min(max(top_k, 1), a.size))
-    rho, p = stats.spearmanr(a, b)
-    top_a, top_b = set(top_k_indices(a, k).tolist()), set(top_k_indices(b, k).tolist())
-    return {
-        "spearman_rho": float(rho),
-        "spearman_p": float(p),
-        "top_k": k,
-        "jaccard_top_k": len(top_a & top_b) / len(top_a | top_b),
-        "n_neurons": int(a.size),
-    }
-
-
-def ground_truth_auc(importance: Any, is_driver: Any) -> float:
-    """ROC AUC of the importance map at separating planted driver neurons from the others.
-
-    Args:
-        importance: (N,) importance (higher = more important).
-        is_driver: (N,) bool, True for the simulator's planted drivers.
-
-    Returns:
-        AUC in [0, 1]; 0.5 = chance, 1 = every driver ranked above every other neuron.
-    """
-    importance = np.asarray(importance, dtype=np.float64).ravel()
-    is_driver = np.asarray(is_driver, dtype=bool).ravel()
-    if importance.shape != is_driver.shape:
-        raise ValueError(
-            f"importance, is_driver: expected one shape, found {importance.shape} "
-            f"and {is_driver.shape}"
-        )
-    n_drivers = int(is_driver.sum())
-    if n_drivers == 0 or n_drivers == is_driver.size:
-        raise ValueError(
-            f"is_driver: expected both driver and non-driver neurons, found {n_drivers} of "
-            f"{is_driver.size} drivers"
-        )
-    return float(roc_auc_score(is_driver, importance))

@@ -7,9 +7,9 @@ import pandas as pd
 import xarray as xr
 from _runtime import start
 
-from nlp4neuro.explain import summarise_explanations
 from nlp4neuro.plots.saliency import plot_deletion_curves
 from nlp4neuro.provenance import write_table
+from nlp4neuro.saliency_summary import summarise_explanations
 
 logger = start(snakemake)
 runs, deletions = [], []
@@ -31,8 +31,10 @@ for (model, window, fish, seed), importance, regions, deletion, scores in zip(
         }
     )
     deletions.append(pd.read_csv(deletion).assign(group=f"{model} fish {fish}", **run))
-summary = summarise_explanations(runs, snakemake.params.untrained_twins)
-parameters = {"runs": snakemake.params.runs}
+summary = summarise_explanations(
+    runs, snakemake.params.untrained_twins, top_k=snakemake.params.top_k
+)
+parameters = {"runs": snakemake.params.runs, "top_k": snakemake.params.top_k}
 for name in ("regions", "consistency", "controls"):
     write_table(summary[name], getattr(snakemake.output, name), parameters)
 plot_deletion_curves(

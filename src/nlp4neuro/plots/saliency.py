@@ -20,6 +20,7 @@ import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from nlp4neuro.metrics import top_k_indices
 from nlp4neuro.plots import save_figure
 
 logger = logging.getLogger(__name__)
@@ -102,11 +103,17 @@ def _scatter_map(
     return artist
 
 
+def _label(ax: Axes, title: str, ylabel: str = "y (µm)") -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("x (µm)")
+    ax.set_ylabel(ylabel)
+
+
 def plot_brain_map(
     importance_ds: xr.Dataset,
     out_stem: str | Path,
-    target: str = "summed",
-    top_k: int = 50,
+    target: str,
+    top_k: int,
     backgrounds: Mapping[int, np.ndarray] | None = None,
     background_pixel_um: float = 1.0,
     cmap: str = "magma",
@@ -117,7 +124,7 @@ def plot_brain_map(
         importance_ds: output of `nlp4neuro.saliency.attribute` (``importance`` (target,
             neuron) with coords x_um, y_um and ideally plane, z_um).
         out_stem: output path without suffix.
-        target: which target's map to draw.
+        target: which target's map to draw (e.g. "summed").
         top_k: the k most important neurons are outlined (0 for none).
         backgrounds: optional {plane: 2-D image} (e.g. suite2p mean images) drawn in grey
             under that plane's neurons, pixel (row, col) at (y, x) = (row, col) *
@@ -137,62 +144,22 @@ def plot_brain_map(
     values = np.asarray(importance_ds["importance"].sel(target=target).values, dtype=np.float64)
     pos = _positions(importance_ds)
     planes = np.unique(pos["plane"])
-    n = values.size
-    top = np.argsort(-values, kind="stable")[: max(0, min(int(top_k), n))]
-    vmax, size = _vmax(values), _marker_size(n)
+    top = top_k_indices(values, max(0, min(int(top_k), values.size)))
+    style = {"vmin": 0, "vmax": _vmax(values), "cmap": cmap, "size": _marker_size(values.size)}
 
     n_panels = planes.size + 2
     n_cols = min(4, n_panels)
     n_rows = -(-n_panels // n_cols)
     fig = Figure(figsize=(3.2 * n_cols + 0.8, 3.0 * n_rows), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
-    artist = None
     for ax, plane in zip(axes, planes, strict=False):
         keep = pos["plane"] == plane
         if backgrounds is not None and plane in backgrounds:
-            image = np.asarray(backgrounds[plane], dtype=np.float64)
-            h, w = image.shape[:2]
-            half = 0.5 * background_pixel_um
-            ax.imshow(
-                image,
-                cmap="gray",
-                extent=(
-                    -half,
-                    w * background_pixel_um - half,
-                    h * background_pixel_um - half,
-                    -half,
-                ),
-                interpolation="nearest",
-            )
-        index = np.flatnonzero(keep)
-        artist = _scatter_map(
-            ax,
-            pos["x_um"][keep],
-            pos["y_um"][keep],
-            values[keep],
-            vmin=0,
-            vmax=vmax,
-            cmap=cmap,
-            size=size,
-            top=np.flatnonzero(np.isin(index, top)),
-        )
-        ax.set_title(f"plane {plane} ({keep.sum()} neurons)", fontsize=9)
-        ax.set_xlabel("x (µm)")
-        ax.set_ylabel("y (µm)")
-    ax_xy, ax_xz = axes[planes.size], axes[planes.size + 1]
-    artist = _scatter_map(
-        ax_xy, pos["x_um"], pos["y_um"], values, vmin=0, vmax=vmax, cmap=cmap, size=size, top=top
-    )
-    ax_xy.set_title("max projection (x-y)", fontsize=9)
-    ax_xy.set_xlabel("x (µm)")
-    ax_xy.set_ylabel("y (µm)")
-    _scatter_map(
-        ax_xz, pos["x_um"], pos["z_um"], values, vmin=0, vmax=vmax, cmap=cmap, size=size, top=top
-    )
-    ax_xz.set_aspect("auto")
-    ax_xz.set_title("max projection (x-z)", fontsize=9)
-    ax_xz.set_xlabel("x (µm)")
-    ax_xz.set_ylabel("z (µm)")
+            _background(ax, backgrounds[plane], background_pixel_um)
+        in_top = np.flatnonzero(np.isin(np.flatnonzero(keep), top))
+        _scatter_map(ax, pos["x_um"][keep], pos["y_um"][keep], values[keep], top=in_top, **style)
+        _label(ax, f"plane {plane} ({keep.sum()} neurons)")
+    artist = _projections(axes[planes.size], axes[planes.size + 1], pos, values, top, style)
     for ax in axes[n_panels:]:
         ax.set_axis_off()
     bar = fig.colorbar(artist, ax=list(axes[:n_panels]), shrink=0.8)
@@ -201,6 +168,32 @@ def plot_brain_map(
     outline = f", top {len(top)} outlined" if len(top) else ""
     fig.suptitle(f"{method} importance, target {target}{outline}", fontsize=10)
     return save_figure(fig, out_stem)
+
+
+def _background(ax: Axes, image: np.ndarray, pixel_um: float) -> None:
+    """A grey image under a plane's neurons, pixel centres at (col, row) * `pixel_um` (um)."""
+    image = np.asarray(image, dtype=np.float64)
+    h, w = image.shape[:2]
+    half = 0.5 * pixel_um
+    extent = (-half, w * pixel_um - half, h * pixel_um - half, -half)
+    ax.imshow(image, cmap="gray", extent=extent, interpolation="nearest")
+
+
+def _projections(
+    ax_xy: Axes,
+    ax_xz: Axes,
+    pos: Mapping[str, np.ndarray],
+    values: np.ndarray,
+    top: np.ndarray,
+    style: Mapping[str, Any],
+) -> Any:
+    """x-y and x-z max projections of all neurons; returns the x-y artist (for a colour bar)."""
+    artist = _scatter_map(ax_xy, pos["x_um"], pos["y_um"], values, top=top, **style)
+    _label(ax_xy, "max projection (x-y)")
+    _scatter_map(ax_xz, pos["x_um"], pos["z_um"], values, top=top, **style)
+    ax_xz.set_aspect("auto")
+    _label(ax_xz, "max projection (x-z)", "z (µm)")
+    return artist
 
 
 def plot_turn_maps(
@@ -234,6 +227,45 @@ def plot_turn_maps(
     if "frame_importance" not in importance_ds:
         raise ValueError("importance_ds: expected 'frame_importance' (attribute(keep_frames=True))")
     frames = np.asarray(importance_ds["frame_importance"].transpose("time", "neuron").values)
+    maps, counts = _turn_maps(frames, tail, threshold_rad, left_is_positive)
+    pos = _positions(importance_ds)
+    size = _marker_size(frames.shape[1])
+    both = np.concatenate([maps["left"], maps["right"]])
+    vmax = _vmax(both)
+    # signed per-frame maps (attribute(absolute=False)) need a diverging scale around 0
+    signed = bool(np.nanmin(both, initial=0.0) < 0)
+    vmin, class_cmap = (-vmax, "RdBu_r") if signed else (0.0, cmap)
+
+    fig = Figure(figsize=(11.5, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for ax, name in zip(axes[:2], ("left", "right"), strict=True):
+        artist = _scatter_map(
+            ax, pos["x_um"], pos["y_um"], np.nan_to_num(maps[name]),
+            vmin=vmin, vmax=vmax, cmap=class_cmap, size=size,
+        )  # fmt: skip
+        _label(ax, f"{name} turns ({counts[name]} frames)")
+        if counts[name] == 0:
+            ax.text(0.5, 0.5, "no frames", transform=ax.transAxes, ha="center", va="center")
+    fig.colorbar(artist, ax=list(axes[:2]), shrink=0.8).set_label("mean frame importance")
+    difference = maps["left"] - maps["right"]
+    dmax = _vmax(difference)
+    diff_artist = _scatter_map(
+        axes[2], pos["x_um"], pos["y_um"], np.nan_to_num(difference),
+        vmin=-dmax, vmax=dmax, cmap="RdBu_r", size=size,
+    )  # fmt: skip
+    _label(axes[2], "left − right")
+    fig.colorbar(diff_artist, ax=axes[2], shrink=0.8).set_label("importance difference")
+    fig.suptitle(f"turn-specific importance (|summed tail| > {threshold_rad:g} rad)", fontsize=10)
+    return save_figure(fig, out_stem)
+
+
+def _turn_maps(
+    frames: np.ndarray, tail: Any, threshold_rad: float, left_is_positive: bool
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Mean per-frame importance (N,) of left- and right-turn frames (NaN if none), and counts.
+
+    `frames` (T, N); `tail` (T,) summed tail or (T, K) angles in radians.
+    """
     summed = np.asarray(tail, dtype=np.float64)
     if summed.ndim == 2:
         summed = summed.sum(axis=1)
@@ -243,58 +275,12 @@ def plot_turn_maps(
             f"shape {np.shape(tail)}"
         )
     sign = 1.0 if left_is_positive else -1.0
-    left = sign * summed > threshold_rad
-    right = sign * summed < -threshold_rad
-    pos = _positions(importance_ds)
-    n = frames.shape[1]
+    classes = {"left": sign * summed > threshold_rad, "right": sign * summed < -threshold_rad}
     maps = {
-        "left": frames[left].mean(axis=0) if left.any() else np.full(n, np.nan),
-        "right": frames[right].mean(axis=0) if right.any() else np.full(n, np.nan),
+        name: frames[chosen].mean(axis=0) if chosen.any() else np.full(frames.shape[1], np.nan)
+        for name, chosen in classes.items()
     }
-    difference = maps["left"] - maps["right"]
-    both = np.concatenate([maps["left"], maps["right"]])
-    vmax = _vmax(both)
-    # signed per-frame maps (attribute(absolute=False)) need a diverging scale around 0
-    signed = bool(np.nanmin(both, initial=0.0) < 0)
-    vmin, class_cmap = (-vmax, "RdBu_r") if signed else (0.0, cmap)
-    dmax = _vmax(difference)
-    size = _marker_size(n)
-
-    fig = Figure(figsize=(11.5, 3.6), layout="constrained")
-    axes = fig.subplots(1, 3)
-    counts = {"left": int(left.sum()), "right": int(right.sum())}
-    for ax, name in zip(axes[:2], ("left", "right"), strict=True):
-        artist = _scatter_map(
-            ax,
-            pos["x_um"],
-            pos["y_um"],
-            np.nan_to_num(maps[name]),
-            vmin=vmin,
-            vmax=vmax,
-            cmap=class_cmap,
-            size=size,
-        )
-        ax.set_title(f"{name} turns ({counts[name]} frames)", fontsize=9)
-        if counts[name] == 0:
-            ax.text(0.5, 0.5, "no frames", transform=ax.transAxes, ha="center", va="center")
-    fig.colorbar(artist, ax=list(axes[:2]), shrink=0.8).set_label("mean frame importance")
-    diff_artist = _scatter_map(
-        axes[2],
-        pos["x_um"],
-        pos["y_um"],
-        np.nan_to_num(difference),
-        vmin=-dmax,
-        vmax=dmax,
-        cmap="RdBu_r",
-        size=size,
-    )
-    axes[2].set_title("left − right", fontsize=9)
-    fig.colorbar(diff_artist, ax=axes[2], shrink=0.8).set_label("importance difference")
-    for ax in axes:
-        ax.set_xlabel("x (µm)")
-        ax.set_ylabel("y (µm)")
-    fig.suptitle(f"turn-specific importance (|summed tail| > {threshold_rad:g} rad)", fontsize=10)
-    return save_figure(fig, out_stem)
+    return maps, {name: int(chosen.sum()) for name, chosen in classes.items()}
 
 
 def plot_region_importance(
@@ -315,44 +301,14 @@ def plot_region_importance(
         [png, svg] paths. The error bar is the SEM across fish (the unit of replication), only
         for regions present in at least 2 fish.
     """
-    if not tables:
-        raise ValueError("tables: expected at least one fish's region table, found none")
-    long = []
-    for fish, table in tables.items():
-        if not {"region", value} <= set(table.columns):
-            raise ValueError(f"tables[{fish!r}]: expected columns region, {value}")
-        long.append(
-            pd.DataFrame(
-                {
-                    "fish": str(fish),
-                    "region": table["region"].astype(str),
-                    "value": table[value].astype(float),
-                }
-            )
-        )
-    data = pd.concat(long, ignore_index=True)
+    data = _long_region_table(tables, value)
     summary = data.groupby("region")["value"].agg(["mean", "sem", "count"])
     summary = summary.sort_values("mean", ascending=False).head(max_regions)
     order = list(summary.index)
-    x_of = {region: i for i, region in enumerate(order)}
 
     fig = Figure(figsize=(max(4.0, 0.45 * len(order) + 2.0), 3.8), layout="constrained")
     ax = fig.subplots()
-    rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
-    shown = data[data.region.isin(order)]
-    fish_order = sorted(shown["fish"].unique(), key=_natural)
-    for i, fish in enumerate(fish_order):
-        rows = shown[shown["fish"] == fish]
-        x = rows["region"].map(x_of).to_numpy(float) + rng.uniform(-0.15, 0.15, len(rows))
-        ax.scatter(
-            x,
-            rows["value"],
-            s=18,
-            color=_FISH_COLOURS[i % len(_FISH_COLOURS)],
-            label=f"fish {fish}",
-            zorder=3,
-            alpha=0.85,
-        )
+    _fish_dots(ax, data[data.region.isin(order)], {region: i for i, region in enumerate(order)})
     err = np.where(summary["count"] >= 2, summary["sem"], np.nan)
     ax.errorbar(
         np.arange(len(order)),
@@ -371,6 +327,44 @@ def plot_region_importance(
     ax.legend(fontsize=7, frameon=False, loc="best")
     ax.set_title(f"region importance ({data.fish.nunique()} fish)", fontsize=10)
     return save_figure(fig, out_stem)
+
+
+def _long_region_table(tables: Mapping[str, pd.DataFrame], value: str) -> pd.DataFrame:
+    """One row per fish and region: columns fish, region, value (the `value` column)."""
+    if not tables:
+        raise ValueError("tables: expected at least one fish's region table, found none")
+    long = []
+    for fish, table in tables.items():
+        if not {"region", value} <= set(table.columns):
+            raise ValueError(f"tables[{fish!r}]: expected columns region, {value}")
+        long.append(
+            pd.DataFrame(
+                {
+                    "fish": str(fish),
+                    "region": table["region"].astype(str),
+                    "value": table[value].astype(float),
+                }
+            )
+        )
+    return pd.concat(long, ignore_index=True)
+
+
+def _fish_dots(ax: Axes, shown: pd.DataFrame, x_of: Mapping[str, int]) -> None:
+    """One jittered dot per fish and region, a colour per fish (fish in natural order)."""
+    rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
+    fish_order = sorted(shown["fish"].unique(), key=_natural)
+    for i, fish in enumerate(fish_order):
+        rows = shown[shown["fish"] == fish]
+        x = rows["region"].map(x_of).to_numpy(float) + rng.uniform(-0.15, 0.15, len(rows))
+        ax.scatter(
+            x,
+            rows["value"],
+            s=18,
+            color=_FISH_COLOURS[i % len(_FISH_COLOURS)],
+            label=f"fish {fish}",
+            zorder=3,
+            alpha=0.85,
+        )
 
 
 def plot_deletion_curves(
