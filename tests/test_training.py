@@ -14,14 +14,17 @@ import torch
 import xarray as xr
 from torch import nn
 
+from nlp4neuro import training
+from nlp4neuro.config import section
+from nlp4neuro.device import ComputeParams, to_numpy
 from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.problem import DecodingParams, build_problem, load_problem
 from nlp4neuro.training import (
     TrainingInterrupted,
     TrainingParams,
     WindowSampler,
     load_trained,
     predict_windows,
-    select_device,
     set_seeds,
     train_and_predict,
 )
@@ -78,35 +81,50 @@ def load_state(path: Path) -> nn.Module:
 
 
 def fast_params(**changes) -> TrainingParams:
-    base = TrainingParams(
-        epochs=3,
-        batch_size=16,
-        learning_rate=1e-2,
-        weight_decay=0.0,
-        early_stopping_patience=0,
-        device="cpu",
-    )
-    return dataclasses.replace(base, **changes)
+    """Few, fast epochs at a constant learning rate (schema defaults for everything else)."""
+    values = {
+        "epochs": 3,
+        "batch_size": 16,
+        "learning_rate": 1e-2,
+        "weight_decay": 0.0,
+        "early_stopping_patience": 0,
+        "schedule": "constant",
+        "warmup_fraction": 0.0,
+        **changes,
+    }
+    return TrainingParams.from_config(section("training", **values))
+
+
+def decoding(**changes) -> DecodingParams:
+    return DecodingParams.from_config(section("decoding", **changes))
+
+
+CPU = ComputeParams.from_config(section("compute", device="cpu"), threads=torch.get_num_threads())
 
 
 def run(tmp_path: Path, name: str, dataset=None, factory=TinyDecoder, **kwargs) -> dict:
-    params = kwargs.pop("params", fast_params())
-    seed = kwargs.pop("seed", 0)
+    dataset = make_dataset() if dataset is None else dataset
+    problem = build_problem(
+        dataset, kwargs.pop("window_frames", 5), kwargs.pop("decoding", decoding())
+    )
     out = tmp_path / name
-    summary = train_and_predict(
-        make_dataset() if dataset is None else dataset,
-        factory,
+    return train_and_predict(
+        dataset,
+        problem,
+        lambda device: factory(),
         spec_dict=kwargs.pop("spec_dict", SPEC),
-        window_frames=kwargs.pop("window_frames", 5),
-        params=params,
-        seed=seed,
+        params=kwargs.pop("params", fast_params()),
+        compute=kwargs.pop("compute", CPU),
+        seed=kwargs.pop("seed", 0),
         out_dir=out / "out",
         checkpoint_dir=kwargs.pop("checkpoint_dir", out / "ckpt"),
-        save_fn=save_state,
-        device=torch.device("cpu"),
+        save_fn=kwargs.pop("save_fn", save_state),
         **kwargs,
     )
-    return summary
+
+
+def problem_of(tmp_path: Path, name: str):
+    return load_problem(tmp_path / name / "out" / "problem.json")
 
 
 def outputs(tmp_path: Path, name: str) -> tuple[pd.DataFrame, xr.Dataset, dict]:
@@ -126,34 +144,22 @@ def same_weights(a: dict, b: dict) -> bool:
 # Parameters, devices, seeds, sampler
 
 
-def test_params_reject_bad_values():
-    with pytest.raises(ConfigError, match=r"training\.epochs.*>= 1.*0"):
-        TrainingParams(epochs=0)
+def test_params_come_from_the_validated_section_only():
+    with pytest.raises(ConfigError, match=r"training\.epochs.*0"):
+        section("training", epochs=0)
     with pytest.raises(ConfigError, match=r"training\.schedule"):
-        TrainingParams(schedule="step")
-    with pytest.raises(ConfigError, match="sum of 1"):
-        TrainingParams(train_fraction=0.7, val_fraction=0.2, test_fraction=0.2)
+        section("training", schedule="step")
     with pytest.raises(ConfigError, match=r"training\.grad_clip_norm"):
-        TrainingParams(grad_clip_norm=0.0)
-    params = TrainingParams(gap_frames=None)
-    assert params.resolved_gap(20) == 20
-    assert TrainingParams(gap_frames=0).resolved_gap(20) == 0
+        section("training", grad_clip_norm=0.0)
+    # No field has a default of its own: the schema is the one source.
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(TrainingParams))
+    with pytest.raises(ConfigError, match=r"training\.epochs"):
+        TrainingParams.from_config({})
+    params = TrainingParams.from_config(section("training"))
+    assert params.schedule == "cosine" and params.warmup_fraction == 0.05
     assert json.loads(json.dumps(params.to_dict()))["learning_rate"] == 1e-4
-
-
-def test_select_device(monkeypatch):
-    assert select_device("auto", 0) == torch.device("cpu")
-    assert select_device("cpu", 4) == torch.device("cpu")
-    with pytest.raises(ConfigError, match=r"training\.device"):
-        select_device("tpu", 0)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert select_device("auto", 1) == torch.device("cpu")
-    with pytest.raises(ConfigError, match="CUDA"):
-        select_device("cuda", 1)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert select_device("auto", 1) == torch.device("cuda")
-    # A GPU visible on the node but not granted to this job is not taken.
-    assert select_device("auto", 0) == torch.device("cpu")
+    # a model's override block goes through the same builder
+    assert TrainingParams.from_config({**section("training"), "epochs": 2}).epochs == 2
 
 
 def test_set_seeds_reproducible_and_seed_dependent():
@@ -226,10 +232,9 @@ def test_loss_falls_on_a_learnable_mapping(tmp_path):
 def test_val_and_test_frames_never_reach_training_or_normaliser(tmp_path):
     clean = make_dataset()
     assert run(tmp_path, "clean", dataset=clean)["epochs_run"] == 3
-    run_info = json.loads((tmp_path / "clean" / "out" / "run.json").read_text())
-    val_start = run_info["splits"]["val"]["start"]
-    test_start = run_info["splits"]["test"]["start"]
-    train_stop = run_info["splits"]["train"]["stop"]
+    splits = problem_of(tmp_path, "clean").splits
+    val_start, test_start = splits["val"].start, splits["test"].start
+    train_stop = splits["train"].stop
 
     # Poison everything after the training block's end except val: gap and test frames.
     poisoned = clean.copy(deep=True)
@@ -245,10 +250,13 @@ def test_val_and_test_frames_never_reach_training_or_normaliser(tmp_path):
     curve_c, pred_c, weights_c = outputs(tmp_path, "clean")
     curve_p, pred_p, weights_p = outputs(tmp_path, "poisoned")
     curve_s, _, weights_s = outputs(tmp_path, "shifted")
+    # The same problem (splits, starts, normaliser) from poisoned data; only the fingerprint
+    # of the dataset differs.
+    clean_problem = problem_of(tmp_path, "clean").to_dict()
     for name in ("poisoned", "shifted"):
-        assert (tmp_path / name / "out" / "normaliser.json").read_text() == (
-            tmp_path / "clean" / "out" / "normaliser.json"
-        ).read_text()
+        problem = problem_of(tmp_path, name).to_dict()
+        assert problem.pop("dataset") != clean_problem["dataset"]
+        assert problem == {k: v for k, v in clean_problem.items() if k != "dataset"}
     assert same_weights(weights_c, weights_p) and same_weights(weights_c, weights_s)
     np.testing.assert_array_equal(curve_c["train_loss"], curve_p["train_loss"])
     np.testing.assert_array_equal(curve_c["val_loss"], curve_p["val_loss"])
@@ -288,22 +296,23 @@ def test_windows_never_straddle_splits(tmp_path):
         dataset=dataset,
         factory=factory,
         window_frames=window,
-        params=fast_params(epochs=2, input_normalisation="none"),
+        params=fast_params(epochs=2),
+        decoding=decoding(input_normalisation="none"),
     )
-    splits = json.loads((tmp_path / "spy" / "out" / "run.json").read_text())["splits"]
-    assert splits["val"]["start"] - splits["train"]["stop"] == window  # default gap = window
+    splits = problem_of(tmp_path, "spy").splits
+    assert splits["val"].start - splits["train"].stop == window  # default gap = window
     train_windows = np.concatenate([w for training, w in spies[0].seen if training])
     eval_windows = np.concatenate([w for training, w in spies[0].seen if not training])
     for windows in (train_windows, eval_windows):
         assert np.all(np.diff(windows, axis=1) == 1)  # contiguous frames
-    assert train_windows.min() == 0 and train_windows.max() < splits["train"]["stop"]
-    n_train = splits["train"]["stop"] - window + 1
+    assert train_windows.min() == 0 and train_windows.max() < splits["train"].stop
+    n_train = splits["train"].stop - window + 1
     # Each epoch visits every training window exactly once, in a shuffled order.
     epoch_one = train_windows[:n_train, 0]
     assert sorted(epoch_one.tolist()) == list(range(n_train))
     assert epoch_one.tolist() != sorted(epoch_one.tolist())
     for first, last in zip(eval_windows[:, 0], eval_windows[:, -1], strict=True):
-        inside = [splits[s]["start"] <= first and last < splits[s]["stop"] for s in ("val", "test")]
+        inside = [splits[s].start <= first and last < splits[s].stop for s in ("val", "test")]
         assert any(inside)
 
 
@@ -353,7 +362,7 @@ def test_mismatching_checkpoint_is_ignored(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="nlp4neuro.training"):
         summary = run(tmp_path, "new", checkpoint_dir=ckpt, params=new_params)
     assert summary["resumed_from_epoch"] == 0
-    assert "ignoring checkpoint" in caplog.text and "params" in caplog.text
+    assert "ignoring checkpoint" in caplog.text and "training" in caplog.text
     run(tmp_path, "fresh", params=new_params)
     _, pred_new, weights_new = outputs(tmp_path, "new")
     _, pred_fresh, weights_fresh = outputs(tmp_path, "fresh")
@@ -436,10 +445,15 @@ def test_predictions_netcdf_layout_and_hand_computed_average(tmp_path):
     assert json.loads(pred.attrs["params"]) == params.to_dict()
     assert "torch" in json.loads(pred.attrs["versions"])
 
+    assert json.loads(pred.attrs["decoding"]) == decoding().to_dict()
+
+    problem = load_problem(out / "problem.json")
+    assert problem.splits["train"] == slice(0, 37) and len(problem.starts["train"]) == 35
+    assert problem.n_neurons == N and problem.window_frames == 3 and problem.gap_frames == 3
     run_info = json.loads((out / "run.json").read_text())
-    assert run_info["splits"]["train"] == {"start": 0, "stop": 37, "n_windows": 35}
-    assert run_info["n_neurons"] == N and run_info["window_frames"] == 3
-    assert run_info["spec"] == SPEC and run_info["gap_frames"] == 3
+    assert run_info["spec"] == SPEC and run_info["training"] == params.to_dict()
+    assert run_info["device"]["device"] == "cpu" and run_info["device"]["peak_memory_mib"] > 0
+    assert run_info["problem"] == "problem.json" and "splits" not in run_info
 
 
 class LstsqDecoder:
@@ -466,17 +480,9 @@ def test_classic_decoder_writes_the_same_format(tmp_path):
         np.save(path / "coef.npy", model.coef)
 
     dataset = make_dataset()
-    summary = train_and_predict(
-        dataset,
-        factory,
-        spec_dict={"name": "ridge", "kind": "ridge"},
-        window_frames=5,
-        params=fast_params(),
-        seed=0,
-        out_dir=tmp_path / "out",
-        checkpoint_dir=tmp_path / "ckpt",
-        save_fn=save_pickle,
-    )
+    spec = {"name": "ridge", "kind": "ridge"}
+    summary = run(tmp_path, "classic", dataset, factory, spec_dict=spec, save_fn=save_pickle)
+    tmp_path = tmp_path / "classic"
     model = models[0]
     # 200 frames, gap 5: usable 190 -> train 0:133, val 138:157, test 162:200
     assert model.fit_shapes == ((133, N), (133, K), (19, N), (19, K))
@@ -490,10 +496,8 @@ def test_classic_decoder_writes_the_same_format(tmp_path):
     assert dict(pred.sizes) == {"time": 19 + 38, "segment": K}
     assert set(pred.coords) == {"time", "frame", "split", "stimulus", "segment"}
     assert pred.attrs["kind"] == "ridge"
-    normaliser = json.loads((tmp_path / "out" / "normaliser.json").read_text())
-    x_test = (dataset["dff"].values[162:200] - np.float32(normaliser["mean"])) / np.float32(
-        normaliser["std"]
-    )
+    normaliser = load_problem(tmp_path / "out" / "problem.json").normaliser
+    x_test = (dataset["dff"].values[162:200] - normaliser.mean) / normaliser.std
     np.testing.assert_allclose(
         pred["predicted"].values[pred["split"].values == "test"],
         model.predict(x_test),
@@ -508,25 +512,25 @@ def test_classic_decoder_writes_the_same_format(tmp_path):
 def test_load_trained_round_trip(tmp_path):
     run(tmp_path, "a")
     out = tmp_path / "a" / "out"
-    model, normaliser, run_info = load_trained(out, load_state)
+    model, problem, run_info = load_trained(out, lambda path, problem: load_state(path))
     assert not model.training and run_info["seed"] == 0
-    dataset = make_dataset()
-    x = torch.from_numpy(normaliser.apply(dataset["dff"].values).astype(np.float32))
-    test = run_info["splits"]["test"]
-    starts = np.arange(test["start"], test["stop"] - 5 + 1)
-    window_preds = predict_windows(model, x, starts, window=5, batch_size=7)
+    x, _ = problem.recording(make_dataset())
+    window_preds = predict_windows(
+        model, torch.from_numpy(x), problem.starts["test"], window=5, batch_size=7
+    )
     with xr.open_dataset(out / "predictions.nc") as handle:
         saved = handle["predicted"].values[handle["split"].values == "test"]
     # First test frame is covered only by the first window's first position.
     np.testing.assert_allclose(window_preds[0, 0], saved[0], rtol=1e-6)
-    (out / "normaliser.json").unlink()
-    with pytest.raises(InputFileError, match=r"normaliser\.json.*expected"):
-        load_trained(out, load_state)
+    (out / "problem.json").unlink()
+    with pytest.raises(InputFileError, match=r"problem\.json.*expected"):
+        load_trained(out, lambda path, problem: load_state(path))
 
 
 def test_bad_inputs_raise_named_errors(tmp_path):
-    with pytest.raises(ConfigError, match="window_frames"):
-        run(tmp_path, "long", window_frames=30)  # val has 19 frames
+    # window 30 = gap 30: 140 usable frames -> train 98, val 14
+    with pytest.raises(ConfigError, match=r"decoding\.windows.*split 'val' has 14 frames"):
+        run(tmp_path, "long", window_frames=30)
     with pytest.raises(InputFileError, match="tail"):
         run(tmp_path, "no_tail", dataset=make_dataset().drop_vars("tail"))
 
@@ -558,7 +562,9 @@ def test_each_baseline_beats_the_mean_predictor_on_a_planted_linear_signal(tmp_p
             dataset,
             spec,
             window_frames=5,
-            params=params,
+            decoding=decoding(),
+            training=params,
+            compute=CPU,
             seed=0,
             out_dir=tmp_path / name,
             checkpoint_dir=tmp_path / f"{name}_checkpoint",
@@ -571,16 +577,6 @@ def test_each_baseline_beats_the_mean_predictor_on_a_planted_linear_signal(tmp_p
     assert test_rmse(kind, kind, **extra) < 0.7 * baseline
 
 
-def test_bf16_autocast_only_on_cuda_unless_asked_for_on_cpu():
-    from nlp4neuro.training import use_bf16
-
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert use_bf16(TrainingParams(), cuda)
-    assert not use_bf16(TrainingParams(), cpu)
-    assert use_bf16(TrainingParams(bf16_cpu=True), cpu)
-    assert not use_bf16(TrainingParams(bf16=False, bf16_cpu=True), cpu)
-
-
 def test_neural_lag_lets_a_per_frame_decoder_read_the_next_frame(tmp_path):
     # the tail at frame t is written by the neural activity of frame t + 1
     dataset = make_dataset(n_frames=300, noise=0.0)
@@ -590,7 +586,7 @@ def test_neural_lag_lets_a_per_frame_decoder_read_the_next_frame(tmp_path):
     params = fast_params(epochs=8, learning_rate=5e-2, schedule="cosine")
     concurrent = run(tmp_path, "lag0", dataset=dataset, params=params)
     lagged = run(
-        tmp_path, "lag1", dataset=dataset, params=dataclasses.replace(params, neural_lag_frames=1)
+        tmp_path, "lag1", dataset=dataset, params=params, decoding=decoding(neural_lag_frames=1)
     )
     assert lagged["test_rmse"] < 0.3 * concurrent["test_rmse"]
     # predictions refer to the tail's frames and the true tail is unchanged
@@ -599,3 +595,67 @@ def test_neural_lag_lets_a_per_frame_decoder_read_the_next_frame(tmp_path):
     np.testing.assert_allclose(
         predictions["true"].values, lagged_tail[frames - 2], rtol=1e-6
     )  # make_dataset's imaging frames start at 2
+
+
+# ---------------------------------------------------------------------------------------------
+# One code path for every device (issue 11)
+
+
+class DeviceTensor(torch.Tensor):
+    """A CPU tensor that behaves like a CUDA one where that matters to the training code.
+
+    `.numpy()` raises as it does for a CUDA tensor unless the tensor was first moved with
+    `.to("cpu")` / `.cpu()`, and every result of an operation on it is again a DeviceTensor
+    (torch's subclass propagation), as results computed from CUDA tensors stay on CUDA.
+    """
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu()")
+
+    def cpu(self, *args, **kwargs):
+        return super().cpu(*args, **kwargs).as_subclass(torch.Tensor)
+
+    def to(self, *args, **kwargs):
+        moved = super().to(*args, **kwargs)
+        target = kwargs.get("device", args[0] if args else None)
+        if isinstance(target, str | torch.device) and torch.device(target).type == "cpu":
+            return moved.as_subclass(torch.Tensor)
+        return moved
+
+
+def test_training_on_a_device_recording_runs_the_cpu_code_and_gives_the_same_numbers(
+    tmp_path, monkeypatch
+):
+    probe = torch.zeros(2).as_subclass(DeviceTensor)
+    with pytest.raises(TypeError, match="cuda"):
+        (probe[[0, 1]] + 1).numpy()  # what the old `_window_targets` did on a GPU
+    assert to_numpy(probe + 1).tolist() == [1.0, 1.0]
+
+    def save_coef(model, path: Path) -> None:
+        np.save(path / "coef.npy", model.coef)
+
+    params = fast_params(epochs=2, early_stopping_patience=1)
+    ridge = {"name": "ridge", "kind": "ridge"}
+    plain_torch = run(tmp_path, "plain_torch", factory=TinyDecoder, params=params)
+    plain_classic = run(
+        tmp_path, "plain_classic", factory=LstsqDecoder, spec_dict=ridge, save_fn=save_coef
+    )
+    # The recording "lives on the GPU": batches, validation targets and predictions must all
+    # come back through the one device-to-host conversion.
+    monkeypatch.setattr(
+        training,
+        "to_device",
+        lambda array, device: torch.from_numpy(array).as_subclass(DeviceTensor),
+    )
+    device_torch = run(tmp_path, "device_torch", factory=TinyDecoder, params=params)
+    device_classic = run(
+        tmp_path, "device_classic", factory=LstsqDecoder, spec_dict=ridge, save_fn=save_coef
+    )
+    for plain, device, name in (
+        (plain_torch, device_torch, "torch"),
+        (plain_classic, device_classic, "classic"),
+    ):
+        assert device["test_rmse"] == plain["test_rmse"]
+        pred_plain = xr.load_dataset(tmp_path / f"plain_{name}" / "out" / "predictions.nc")
+        pred_device = xr.load_dataset(tmp_path / f"device_{name}" / "out" / "predictions.nc")
+        xr.testing.assert_identical(pred_plain.drop_attrs(), pred_device.drop_attrs())

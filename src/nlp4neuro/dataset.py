@@ -1,24 +1,17 @@
-"""Per-fish datasets: the netCDF file between preprocessing and the models, splits and windows.
+"""Per-fish datasets: the netCDF file between preprocessing and the models.
 
-A fish's dataset (`assemble_dataset`, `write_netcdf`, `open_dataset`) follows the "Dataset netCDF"
-contract in docs/architecture.md: ``dff`` (time, neuron) float32 and ``tail`` (time, segment)
-float32 radians, with neuron anatomy, time in seconds, the stimulus per frame and provenance.
-
-Modelling helpers work on plain numpy index arithmetic (no torch here): `chronological_split`
-cuts the time axis into contiguous train / val / test blocks, `window_starts` lists the sliding
-windows that lie entirely inside one block, `fit_input_normaliser` z-scores neurons with
-statistics of the training block only, and `average_window_predictions` averages overlapping
-window outputs per frame. All frame indices in these helpers are positions along the dataset's
-``time`` axis (0..T-1), not imaging frame numbers (those are the ``frame`` coordinate).
+A fish's dataset (`assemble_from_stages` / `assemble_dataset`, `write_netcdf`, `open_dataset`)
+follows the "Dataset netCDF" contract in docs/architecture.md: ``dff`` (time, neuron) float32 and
+``tail`` (time, segment) float32 radians, with neuron anatomy, time in seconds, the stimulus per
+frame and provenance. How a dataset is cut into a decoding problem (lag, splits, windows, input
+normalisation) is `nlp4neuro.problem`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +19,12 @@ import numpy as np
 import xarray as xr
 
 from nlp4neuro import __version__
-from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.config import allowed_values
+from nlp4neuro.errors import InputFileError
 from nlp4neuro.provenance import atomic_output, versions_json
 
 logger = logging.getLogger(__name__)
 
-SIGNAL_KINDS = ("dff", "reference", "raw")
 # `dff` units per signal kind: "1" is the CF/udunits spelling of dimensionless.
 _SIGNAL_UNITS = {"dff": "1", "reference": "1", "raw": "a.u."}
 _SIGNAL_LONG_NAMES = {
@@ -67,7 +60,6 @@ REQUIRED_ATTRS = (
     "nlp4neuro_version",
     "versions",
 )
-SPLIT_NAMES = ("train", "val", "test")
 
 
 def _vector(values: Any, name: str, length: int, dtype: Any) -> np.ndarray:
@@ -134,7 +126,7 @@ def assemble_dataset(
         time_offset_s: (n_neurons,) acquisition offset of the neuron's plane within a volume, s.
         stimulus: (T,) str stimulus per frame ("" or None where unknown), or None.
         fish: fish identifier.
-        signal_kind: "dff", "reference" or "raw" (stored as ``dff.attrs["kind"]``).
+        signal_kind: a `preprocessing.mode` (stored as ``dff.attrs["kind"]``).
         preprocessing: every preprocessing parameter (stored as JSON).
         source_checksums: {relative path: sha256} of the raw inputs (stored as JSON).
         extra_attrs: further global attributes; dicts, lists and bools are stored as JSON.
@@ -142,10 +134,34 @@ def assemble_dataset(
     Returns:
         The dataset, `dff` (time, neuron) float32 and `tail` (time, segment) float32.
     """
+    signal, frames, tail, segments = _checked_arrays(signal, frames, tail, segment_names)
+    _check_scalars(signal_kind, frame_rate_hz)
+    n_neurons = signal.shape[0]
+    coords = {
+        **_time_coords(frames, frame_rate_hz, stimulus),
+        "neuron": ("neuron", np.arange(n_neurons, dtype=np.int64)),
+        "segment": ("segment", segments),
+        **_neuron_coords(n_neurons, plane, roi, x_um, y_um, z_um, region, time_offset_s),
+    }
+    attrs = _global_attrs(fish, frame_rate_hz, signal_kind, preprocessing, source_checksums)
+    for key, value in (extra_attrs or {}).items():
+        if key in attrs:
+            raise ValueError(
+                f"extra_attrs: expected keys other than {sorted(attrs)}, found {key!r}"
+            )
+        attrs[key] = _attr_value(value)
+    return xr.Dataset(_data_vars(signal, frames, tail, signal_kind), coords=coords, attrs=attrs)
+
+
+def _checked_arrays(
+    signal: np.ndarray, frames: np.ndarray, tail: np.ndarray, segment_names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """signal (n_neurons, n_all_frames), frames (T,) int indices into it, tail (T, n_segments)
+    and the segment names as arrays, or ValueError naming the argument, expected and found."""
     signal = np.asarray(signal)
     if signal.ndim != 2:
         raise ValueError(f"signal: expected (n_neurons, n_frames), found shape {signal.shape}")
-    n_neurons, n_all_frames = signal.shape
+    n_all_frames = signal.shape[1]
     frames = np.asarray(frames)
     if frames.ndim != 1 or not np.issubdtype(frames.dtype, np.integer):
         raise ValueError(
@@ -156,22 +172,48 @@ def assemble_dataset(
             f"frames: expected indices in [0, {n_all_frames}), found "
             f"[{frames.min()}, {frames.max()}]"
         )
-    n_time = frames.size
-    segment_names = _strings(list(segment_names), "segment_names", len(segment_names))
+    segments = _strings(list(segment_names), "segment_names", len(segment_names))
     tail = np.asarray(tail)
-    if tail.shape != (n_time, segment_names.size):
+    if tail.shape != (frames.size, segments.size):
         raise ValueError(
-            f"tail: expected shape (T={n_time}, n_segments={segment_names.size}), "
+            f"tail: expected shape (T={frames.size}, n_segments={segments.size}), "
             f"found {tail.shape}"
         )
-    if signal_kind not in SIGNAL_KINDS:
-        raise ValueError(f"signal_kind: expected one of {SIGNAL_KINDS}, found {signal_kind!r}")
+    return signal, frames, tail, segments
+
+
+def _check_scalars(signal_kind: str, frame_rate_hz: float) -> None:
+    kinds = allowed_values("preprocessing", "mode")
+    if signal_kind not in kinds:
+        raise ValueError(f"signal_kind: expected one of {kinds}, found {signal_kind!r}")
     if not frame_rate_hz > 0:
         raise ValueError(f"frame_rate_hz: expected a positive rate in Hz, found {frame_rate_hz!r}")
 
+
+def _time_coords(
+    frames: np.ndarray, frame_rate_hz: float, stimulus: Sequence[str] | np.ndarray | None
+) -> dict[str, tuple[Any, ...]]:
+    """Coordinates along time: time (s), imaging frame and stimulus of each kept frame."""
     time_s = frames.astype(np.float64) / float(frame_rate_hz)
-    dff = np.ascontiguousarray(signal[:, frames].T, dtype=np.float32)
-    neuron_coord = {
+    return {
+        "time": ("time", time_s, {"units": "s", "long_name": "imaging frame / frame_rate_hz"}),
+        "frame": ("time", frames.astype(np.int64), {"long_name": "imaging frame index"}),
+        "stimulus": ("time", _strings(stimulus, "stimulus", frames.size)),
+    }
+
+
+def _neuron_coords(
+    n_neurons: int,
+    plane: np.ndarray,
+    roi: np.ndarray,
+    x_um: np.ndarray,
+    y_um: np.ndarray,
+    z_um: np.ndarray,
+    region: Sequence[str] | np.ndarray | None,
+    time_offset_s: np.ndarray,
+) -> dict[str, tuple[Any, ...]]:
+    """Coordinates along neuron: plane, roi, position (um), region, time offset (s)."""
+    values = {
         "plane": _vector(plane, "plane", n_neurons, np.int64),
         "roi": _vector(roi, "roi", n_neurons, np.int64),
         "x_um": _vector(x_um, "x_um", n_neurons, np.float64),
@@ -180,19 +222,22 @@ def assemble_dataset(
         "region": _strings(region, "region", n_neurons),
         "time_offset_s": _vector(time_offset_s, "time_offset_s", n_neurons, np.float64),
     }
-    neuron_units = {"x_um": "um", "y_um": "um", "z_um": "um", "time_offset_s": "s"}
-    coords: dict[str, tuple[Any, ...]] = {
-        "time": ("time", time_s, {"units": "s", "long_name": "imaging frame / frame_rate_hz"}),
-        "frame": ("time", frames.astype(np.int64), {"long_name": "imaging frame index"}),
-        "stimulus": ("time", _strings(stimulus, "stimulus", n_time)),
-        "neuron": ("neuron", np.arange(n_neurons, dtype=np.int64)),
-        "segment": ("segment", segment_names),
+    units = {"x_um": "um", "y_um": "um", "z_um": "um", "time_offset_s": "s"}
+    return {
+        name: ("neuron", array, {"units": units[name]} if name in units else {})
+        for name, array in values.items()
     }
-    for name, values in neuron_coord.items():
-        attrs = {"units": neuron_units[name]} if name in neuron_units else {}
-        coords[name] = ("neuron", values, attrs)
 
-    attrs: dict[str, Any] = {
+
+def _global_attrs(
+    fish: str,
+    frame_rate_hz: float,
+    signal_kind: str,
+    preprocessing: Mapping[str, Any],
+    source_checksums: Mapping[str, str],
+) -> dict[str, Any]:
+    """The dataset's units and provenance attributes."""
+    return {
         "fish": str(fish),
         "frame_rate_hz": float(frame_rate_hz),
         "units_time": "s",
@@ -205,30 +250,23 @@ def assemble_dataset(
         "nlp4neuro_version": __version__,
         "versions": versions_json(),
     }
-    for key, value in (extra_attrs or {}).items():
-        if key in attrs:
-            raise ValueError(
-                f"extra_attrs: expected keys other than {sorted(attrs)}, found {key!r}"
-            )
-        attrs[key] = _attr_value(value)
 
-    data_vars = {
-        "dff": (
-            ("time", "neuron"),
-            dff,
-            {
-                "kind": signal_kind,
-                "units": _SIGNAL_UNITS[signal_kind],
-                "long_name": _SIGNAL_LONG_NAMES[signal_kind],
-            },
-        ),
-        "tail": (
-            ("time", "segment"),
-            tail.astype(np.float32),
-            {"units": "rad", "long_name": "per-frame mean tail segment angle"},
-        ),
+
+def _data_vars(
+    signal: np.ndarray, frames: np.ndarray, tail: np.ndarray, signal_kind: str
+) -> dict[str, tuple[Any, ...]]:
+    """`dff` = signal[:, frames].T (time, neuron) and `tail` (time, segment), float32."""
+    dff = np.ascontiguousarray(signal[:, frames].T, dtype=np.float32)
+    dff_attrs = {
+        "kind": signal_kind,
+        "units": _SIGNAL_UNITS[signal_kind],
+        "long_name": _SIGNAL_LONG_NAMES[signal_kind],
     }
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    tail_attrs = {"units": "rad", "long_name": "per-frame mean tail segment angle"}
+    return {
+        "dff": (("time", "neuron"), dff, dff_attrs),
+        "tail": (("time", "segment"), tail.astype(np.float32), tail_attrs),
+    }
 
 
 def write_netcdf(ds: xr.Dataset, path: str | Path, compress: bool = True) -> Path:
@@ -303,242 +341,6 @@ def open_dataset(path: str | Path) -> xr.Dataset:
     return ds
 
 
-def chronological_split(
-    n_frames: int,
-    train: float = 0.7,
-    val: float = 0.1,
-    test: float = 0.2,
-    gap_frames: int = 0,
-) -> dict[str, slice]:
-    """Cut frames 0..n_frames-1 into contiguous train, val and test blocks in time order.
-
-    `gap_frames` frames are left out between train and val and between val and test, so that
-    windows built inside each block never share frames with (or sit right beside) another
-    block. The remaining n_usable = n_frames - 2 * gap_frames frames are divided by cumulative
-    fractions: the train block ends at floor(train * n_usable) and the val block after
-    floor((train + val) * n_usable) usable frames (a 1e-9 tolerance absorbs float error such as
-    0.7 + 0.1 = 0.7999...), and test takes the rest, so test absorbs the rounding. With no gap
-    this is the reference split (fish 9, 3047 frames: 2132 / 305 / 610).
-
-    Args:
-        n_frames: number of frames T on the dataset's time axis.
-        train, val, test: fractions, each > 0, summing to 1.
-        gap_frames: frames dropped between consecutive blocks (>= 0).
-
-    Returns:
-        {"train": slice, "val": slice, "test": slice} over positions 0..T-1.
-
-    Raises:
-        ConfigError: fractions invalid, gap negative, or a block would be empty.
-    """
-    fractions = {"train": train, "val": val, "test": test}
-    if any(not f > 0 for f in fractions.values()) or not math.isclose(
-        sum(fractions.values()), 1.0, abs_tol=1e-6
-    ):
-        raise ConfigError("split (train, val, test)", "fractions > 0 that sum to 1", fractions)
-    if int(gap_frames) != gap_frames or gap_frames < 0:
-        raise ConfigError("split.gap_frames", "an integer >= 0", gap_frames)
-    gap_frames = int(gap_frames)
-    n_usable = int(n_frames) - 2 * gap_frames
-    train_end = math.floor(train * n_usable + 1e-9)
-    val_end = math.floor((train + val) * n_usable + 1e-9)
-    lengths = {"train": train_end, "val": val_end - train_end, "test": n_usable - val_end}
-    if min(lengths.values()) < 1:
-        raise ConfigError(
-            "split",
-            f"at least one frame per block from {n_frames} frames with gap_frames={gap_frames}",
-            lengths,
-        )
-    splits: dict[str, slice] = {}
-    start = 0
-    for name in SPLIT_NAMES:
-        splits[name] = slice(start, start + lengths[name])
-        start += lengths[name] + gap_frames
-    return splits
-
-
-def check_window_fits(splits: Mapping[str, slice], window_frames: int) -> None:
-    """Raise ConfigError if a window of `window_frames` is longer than any split."""
-    for name, block in splits.items():
-        length = block.stop - block.start
-        if window_frames > length:
-            raise ConfigError(
-                "window_frames",
-                f"a window no longer than every split (split {name!r} has {length} frames)",
-                window_frames,
-            )
-
-
-def window_starts(split: slice, window_frames: int, stride: int = 1) -> np.ndarray:
-    """Start positions of the windows lying entirely inside `split`.
-
-    Args:
-        split: contiguous block of positions (step None or 1).
-        window_frames: window length in frames (>= 1).
-        stride: frames between consecutive starts (>= 1).
-
-    Returns:
-        (n_windows,) int64 starts s with split.start <= s and s + window_frames <= split.stop;
-        empty when the window is longer than the split (see `check_window_fits`).
-    """
-    if window_frames < 1:
-        raise ConfigError("window_frames", "an integer >= 1", window_frames)
-    if stride < 1:
-        raise ConfigError("window_stride", "an integer >= 1", stride)
-    if split.step not in (None, 1):
-        raise ValueError(f"split: expected a contiguous slice, found step {split.step}")
-    return np.arange(split.start, split.stop - window_frames + 1, stride, dtype=np.int64)
-
-
-@dataclass(eq=False)
-class InputNormaliser:
-    """Per-neuron input scaling, fitted on training frames: x' = (x - mean) / std.
-
-    Attributes:
-        mean: (n_neurons,) float32 training mean of each neuron.
-        std: (n_neurons,) float32 training standard deviation, floored (never 0).
-        method: "zscore", or "none" (mean 0, std 1: identity).
-
-    `to_dict` stores the arrays as JSON lists of floats (a few hundred kB for 14k neurons), so a
-    normaliser travels in the same JSON as a run's other parameters.
-    """
-
-    mean: np.ndarray
-    std: np.ndarray
-    method: str = "zscore"
-
-    def __post_init__(self) -> None:
-        self.mean = np.asarray(self.mean, dtype=np.float32)
-        self.std = np.asarray(self.std, dtype=np.float32)
-        if self.method not in ("zscore", "none"):
-            raise ConfigError("input_normalisation", "'zscore' or 'none'", self.method)
-        if self.mean.ndim != 1 or self.mean.shape != self.std.shape:
-            raise ValueError(
-                f"InputNormaliser: expected mean and std of one shape (n_neurons,), found "
-                f"{self.mean.shape} and {self.std.shape}"
-            )
-        if not np.all(self.std > 0):
-            raise ValueError("InputNormaliser: expected std > 0 for every neuron")
-
-    @property
-    def n_neurons(self) -> int:
-        return int(self.mean.size)
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """Normalise `x` of shape (..., n_neurons); float32 in, float32 out."""
-        x = np.asarray(x)
-        if x.shape[-1:] != (self.n_neurons,):
-            raise ValueError(
-                f"x: expected a last axis of {self.n_neurons} neurons, found shape {x.shape}"
-            )
-        if self.method == "none":
-            return x
-        return (x - self.mean) / self.std
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict: {"method", "mean": [...], "std": [...]}."""
-        return {"method": self.method, "mean": self.mean.tolist(), "std": self.std.tolist()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> InputNormaliser:
-        """Inverse of `to_dict`."""
-        missing = [key for key in ("method", "mean", "std") if key not in data]
-        if missing:
-            raise ValueError(f"InputNormaliser.from_dict: expected keys {missing}, found "
-                             f"{sorted(data)}")  # fmt: skip
-        return cls(mean=data["mean"], std=data["std"], method=data["method"])
-
-
-def fit_input_normaliser(
-    dff: np.ndarray,
-    train: slice,
-    method: str = "zscore",
-    std_floor_fraction: float = 0.01,
-) -> InputNormaliser:
-    """Per-neuron mean and std from the TRAINING frames only (no leakage from val/test).
-
-    The std of each neuron is floored at `std_floor_fraction` times the median std over neurons:
-    a neuron silent during training but active later would otherwise be divided by ~0 and
-    blow up the model's inputs. If every neuron is flat in training the floor is 1 (no scaling).
-
-    Args:
-        dff: (T, n_neurons) signal (the dataset's `dff`).
-        train: the training block of `chronological_split`.
-        method: "zscore" or "none" (identity normaliser).
-        std_floor_fraction: floor as a fraction of the median neuron std, in [0, 1].
-
-    Returns:
-        The fitted normaliser.
-    """
-    dff = np.asarray(dff)
-    if dff.ndim != 2:
-        raise ValueError(f"dff: expected (T, n_neurons), found shape {dff.shape}")
-    n_neurons = dff.shape[1]
-    if method == "none":
-        return InputNormaliser(
-            np.zeros(n_neurons, np.float32), np.ones(n_neurons, np.float32), "none"
-        )
-    if method != "zscore":
-        raise ConfigError("input_normalisation", "'zscore' or 'none'", method)
-    if not 0 <= std_floor_fraction <= 1:
-        raise ConfigError("input_std_floor_fraction", "a value in [0, 1]", std_floor_fraction)
-    block = dff[train]
-    if block.shape[0] < 2:
-        raise ValueError(f"train: expected at least 2 frames to fit a std, found {block.shape[0]}")
-    mean = block.mean(axis=0, dtype=np.float64)
-    std = block.std(axis=0, dtype=np.float64)
-    median = float(np.median(std))
-    floor = std_floor_fraction * median if median > 0 else 1.0
-    n_floored = int(np.count_nonzero(std < floor))
-    if n_floored:
-        logger.info("input normaliser: %d neuron(s) with training std below the floor %.3g",
-                    n_floored, floor)  # fmt: skip
-    # A zero floor (fraction 0) still must not divide by zero.
-    std = np.maximum(std, floor) if floor > 0 else np.where(std > 0, std, 1.0)
-    return InputNormaliser(mean, std, "zscore")
-
-
-def average_window_predictions(
-    starts: np.ndarray,
-    window_frames: int,
-    predictions: np.ndarray,
-    n_frames: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Average overlapping window predictions per frame.
-
-    Args:
-        starts: (n_windows,) start position of each window on the time axis.
-        window_frames: window length w.
-        predictions: (n_windows, w, n_out) model output for every frame of every window.
-        n_frames: length T of the time axis (positions 0..T-1).
-
-    Returns:
-        frame_index: (n_covered,) int64 sorted positions covered by at least one window.
-        averaged: (n_covered, n_out) float32 mean over the windows covering each position
-            (accumulated in float64).
-    """
-    starts = np.asarray(starts, dtype=np.int64)
-    predictions = np.asarray(predictions)
-    if predictions.ndim != 3 or predictions.shape[:2] != (starts.size, window_frames):
-        raise ValueError(
-            f"predictions: expected shape (n_windows={starts.size}, window={window_frames}, "
-            f"n_out), found {predictions.shape}"
-        )
-    if starts.size and (starts.min() < 0 or starts.max() + window_frames > n_frames):
-        raise ValueError(
-            f"starts: expected windows inside [0, {n_frames}), found starts in "
-            f"[{starts.min()}, {starts.max()}] with window {window_frames}"
-        )
-    n_out = predictions.shape[2]
-    positions = (starts[:, None] + np.arange(window_frames)).ravel()
-    counts = np.bincount(positions, minlength=n_frames)
-    sums = np.zeros((n_frames, n_out), dtype=np.float64)
-    np.add.at(sums, positions, predictions.reshape(-1, n_out))
-    frame_index = np.flatnonzero(counts)
-    averaged = sums[frame_index] / counts[frame_index, None]
-    return frame_index.astype(np.int64), averaged.astype(np.float32)
-
-
 def assemble_from_stages(ingested: xr.Dataset, preprocessed: xr.Dataset) -> xr.Dataset:
     """The final per-fish dataset from the ingest and preprocessing stages' outputs.
 
@@ -589,38 +391,3 @@ def assemble_from_stages(ingested: xr.Dataset, preprocessed: xr.Dataset) -> xr.D
             "n_frames_without_tail": int(dropped),
         },
     )
-
-
-def lag_neural(dataset: xr.Dataset, lag_frames: int) -> xr.Dataset:
-    """Pair the tail at each frame with the neural activity `lag_frames` frames later.
-
-    Calcium indicators report spiking with a delay (GCaMP6s rises over ~0.2-0.5 s and a volume
-    takes ~0.9 s), so a bout late in frame t is often first visible in frame t + 1. The returned
-    dataset keeps every coordinate and the tail of frames 0..T-lag-1 and puts ``dff`` of frames
-    lag..T-1 beside them; windows, splits and predictions then refer to the behaviour's frames.
-    ``lag_frames = 0`` returns the dataset unchanged (the reference's concurrent decoding).
-
-    Raises:
-        ConfigError: a negative lag, or one that leaves no frames.
-    """
-    if lag_frames < 0:
-        raise ConfigError("decoding.neural_lag_frames", "an integer >= 0", lag_frames)
-    if lag_frames == 0:
-        return dataset
-    n_time = dataset.sizes["time"]
-    if lag_frames >= n_time:
-        raise ConfigError("decoding.neural_lag_frames", f"fewer than {n_time} frames", lag_frames)
-    frames = dataset["frame"].values
-    uneven = int(np.count_nonzero(frames[lag_frames:] - frames[:-lag_frames] != lag_frames))
-    if uneven:
-        logger.warning(
-            "%d of %d frame pairs are not exactly %d imaging frames apart (frames without tail "
-            "samples inside the recording)",
-            uneven,
-            n_time - lag_frames,
-            lag_frames,
-        )
-    lagged = dataset.isel(time=slice(0, n_time - lag_frames)).copy(deep=True)
-    lagged["dff"].values[:] = dataset["dff"].values[lag_frames:]
-    lagged.attrs["neural_lag_frames"] = int(lag_frames)
-    return lagged

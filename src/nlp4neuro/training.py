@@ -1,34 +1,33 @@
 """Training loop, resumable checkpoints and held-out predictions for every decoder kind.
 
-One call of `train_and_predict` takes one fish's dataset (see docs/architecture.md, "Dataset
-netCDF") and one decoder, and produces everything later stages need:
+One call of `train_and_predict` takes one fish's dataset, its `DecodingProblem` (lag, splits,
+window starts and input normaliser, decided once by `nlp4neuro.problem.build_problem`) and one
+decoder, and produces everything later stages need:
 
-- a chronological train / val / test split with a gap between the parts, so that no sliding window
-  straddles two splits and no val/test frame reaches the training loss or the input normaliser;
 - for torch decoders (LLM decoders, LSTM, ...): AdamW on the trainable parameters, a per-step
   learning-rate schedule, MSE on every frame of every window, gradient clipping, seeded shuffling,
   validation loss every epoch, optional early stopping, and a checkpoint after every epoch from
   which a killed job resumes bit-for-bit;
 - for classic decoders (ridge, mean): one closed-form fit on the training frames;
 - `predictions.nc` (val and test frames; overlapping windows averaged per frame),
-  `training_curve.csv`, the saved model, `normaliser.json` and `run.json`.
+  `training_curve.csv`, the saved model, `problem.json` and `run.json`.
 
-Inputs are the dataset's `dff` (time, neuron) and targets its `tail` (time, segment) in radians.
-Windows are never materialised: `WindowSampler` keeps one (T, N) tensor and gathers a batch of
-windows by index, so memory is O(T N + batch window N) instead of O(n_windows window N).
+Every device runs the same code: the recording lives on the job's device as two tensors,
+`WindowSampler` gathers batches of windows from them by index (windows are never materialised:
+memory is O(T N + batch window N)), and every tensor that becomes numpy goes through
+`nlp4neuro.device.to_numpy`.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,19 @@ import torch
 import xarray as xr
 from torch import nn
 
-from nlp4neuro import dataset as ds_mod
+from nlp4neuro import metrics
+from nlp4neuro.config import build
+from nlp4neuro.dataset import write_netcdf
+from nlp4neuro.device import (
+    ComputeParams,
+    autocast,
+    configure,
+    device_report,
+    select_device,
+    to_device,
+    to_numpy,
+    use_bf16,
+)
 from nlp4neuro.errors import ConfigError, InputFileError
 from nlp4neuro.models import (
     ModelSpec,
@@ -47,22 +58,24 @@ from nlp4neuro.models import (
     load_decoder,
     save_decoder,
 )
+from nlp4neuro.problem import (
+    PROBLEM_NAME,
+    DecodingParams,
+    DecodingProblem,
+    average_window_predictions,
+    build_problem,
+    load_problem,
+)
 from nlp4neuro.provenance import atomic_output, json_default, versions, versions_json
 
 logger = logging.getLogger(__name__)
 
-READOUT_INITS = ("targets", "default")
 CHECKPOINT_NAME = "checkpoint.pt"
 CURVE_NAME = "training_curve.csv"
 PREDICTIONS_NAME = "predictions.nc"
-NORMALISER_NAME = "normaliser.json"
 RUN_INFO_NAME = "run.json"
 MODEL_DIR_NAME = "model"
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds", "best")
-
-_SCHEDULES = ("constant", "cosine", "linear")
-_NORMALISATIONS = ("zscore", "none")
-_DEVICES = ("auto", "cpu", "cuda")
 
 
 class TrainingInterrupted(RuntimeError):
@@ -71,162 +84,44 @@ class TrainingInterrupted(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainingParams:
-    """Optimisation, split and hardware settings of one training run.
+    """Optimisation settings of one run: the config's ``training`` section (with the model's own
+    overrides on top); the schema documents each key and holds the defaults.
 
     Attributes:
-        epochs: maximum number of passes over the training windows.
-        batch_size: windows per optimiser step.
-        learning_rate: peak AdamW learning rate.
-        weight_decay: AdamW decoupled weight decay.
-        schedule: learning-rate schedule over all steps: "constant", "cosine" or "linear" decay.
-        warmup_fraction: fraction of all steps spent in linear warm-up from 0 (0 = no warm-up).
+        epochs, batch_size: passes over the training windows; windows per optimiser step.
+        learning_rate, weight_decay: AdamW peak learning rate and decoupled weight decay.
+        schedule, warmup_fraction: learning-rate curve over all steps after a linear warm-up
+            over this fraction of them.
         grad_clip_norm: max global L2 norm of the gradients; None = no clipping.
-        early_stopping_patience: epochs without a val-loss improvement before stopping; the best
-            epoch's weights are restored. 0 = off: all epochs run and the final weights are kept
-            (the reference behaviour).
-        min_delta: an epoch improves on the best only if its val loss is lower by more than this.
-        train_fraction, val_fraction, test_fraction: chronological split of the frames.
-        gap_frames: frames left out between train/val and val/test; None = the window length,
-            so no window can overlap two splits' neighbourhoods (slow calcium dynamics otherwise
-            leak information across the boundary).
-        input_normalisation: "zscore" (per neuron, statistics from training frames only) or "none".
-        device: "auto" (CUDA only if the job was given a GPU), "cpu" or "cuda".
-        bf16: autocast the forward pass to bfloat16 on CUDA.
-        bf16_cpu: with `bf16`, autocast on the CPU too (faster where the CPU has bf16 units,
-            not bit-identical to fp32).
-        num_threads: torch intra-op threads; None = leave torch's default.
+        early_stopping_patience, min_delta: stop after this many epochs without a val-loss
+            decrease of more than `min_delta` and restore the best epoch's weights; 0 = off.
         readout_init: "targets" starts the readout at the training targets' mean and scale
-            (`nlp4neuro.models.initialise_readout`); "default" keeps PyTorch's initialisation
-            (the reference code).
-        neural_lag_frames: pair the tail at frame t with neural frame t + lag
-            (`nlp4neuro.dataset.lag_neural`); 0 decodes concurrently (the reference).
+            (`nlp4neuro.models.initialise_readout`); "default" keeps PyTorch's initialisation.
     """
 
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.01
-    schedule: str = "constant"
-    warmup_fraction: float = 0.0
-    grad_clip_norm: float | None = 1.0
-    early_stopping_patience: int = 3
-    min_delta: float = 0.0
-    train_fraction: float = 0.7
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    gap_frames: int | None = None
-    input_normalisation: str = "zscore"
-    device: str = "auto"
-    bf16: bool = True
-    bf16_cpu: bool = False
-    readout_init: str = "targets"
-    neural_lag_frames: int = 0
-    num_threads: int | None = None
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    schedule: str
+    warmup_fraction: float
+    grad_clip_norm: float | None
+    early_stopping_patience: int
+    min_delta: float
+    readout_init: str
 
-    def __post_init__(self) -> None:
-        checks: list[tuple[str, bool, str]] = [
-            ("epochs", _is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
-            ("batch_size", _is_int(self.batch_size) and self.batch_size >= 1, "an integer >= 1"),
-            ("learning_rate", _is_real(self.learning_rate) and self.learning_rate > 0, "> 0"),
-            ("weight_decay", _is_real(self.weight_decay) and self.weight_decay >= 0, ">= 0"),
-            ("schedule", self.schedule in _SCHEDULES, f"one of {_SCHEDULES}"),
-            (
-                "warmup_fraction",
-                _is_real(self.warmup_fraction) and 0 <= self.warmup_fraction < 1,
-                "a number in [0, 1)",
-            ),
-            (
-                "grad_clip_norm",
-                self.grad_clip_norm is None
-                or (_is_real(self.grad_clip_norm) and self.grad_clip_norm > 0),
-                "a number > 0 or null",
-            ),
-            (
-                "early_stopping_patience",
-                _is_int(self.early_stopping_patience) and self.early_stopping_patience >= 0,
-                "an integer >= 0 (0 = off)",
-            ),
-            ("min_delta", _is_real(self.min_delta) and self.min_delta >= 0, ">= 0"),
-            (
-                "gap_frames",
-                self.gap_frames is None or (_is_int(self.gap_frames) and self.gap_frames >= 0),
-                "an integer >= 0 or null",
-            ),
-            (
-                "input_normalisation",
-                self.input_normalisation in _NORMALISATIONS,
-                f"one of {_NORMALISATIONS}",
-            ),
-            ("device", self.device in _DEVICES, f"one of {_DEVICES}"),
-            ("bf16", isinstance(self.bf16, bool), "true or false"),
-            ("bf16_cpu", isinstance(self.bf16_cpu, bool), "true or false"),
-            ("readout_init", self.readout_init in READOUT_INITS, f"one of {READOUT_INITS}"),
-            (
-                "neural_lag_frames",
-                isinstance(self.neural_lag_frames, int) and self.neural_lag_frames >= 0,
-                "an integer >= 0",
-            ),
-            (
-                "num_threads",
-                self.num_threads is None or (_is_int(self.num_threads) and self.num_threads >= 1),
-                "an integer >= 1 or null",
-            ),
-        ]
-        for name in ("train_fraction", "val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            checks.append((name, _is_real(value) and 0 < value < 1, "a number in (0, 1)"))
-        for name, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"training.{name}", expected, getattr(self, name))
-        total = self.train_fraction + self.val_fraction + self.test_fraction
-        if not math.isclose(total, 1.0, abs_tol=1e-6):
-            raise ConfigError(
-                "training.train_fraction + val_fraction + test_fraction", "a sum of 1", total
-            )
+    @classmethod
+    def from_config(cls, training: Mapping[str, Any]) -> TrainingParams:
+        """From the validated ``training`` section (plus a model's overrides)."""
+        return build(cls, training, "training")
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-serialisable dict (stored in checkpoints and output attrs)."""
         return dataclasses.asdict(self)
 
-    def resolved_gap(self, window_frames: int) -> int:
-        """Gap between splits in frames: `gap_frames`, or the window length when it is None."""
-        return window_frames if self.gap_frames is None else self.gap_frames
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-
 
 # ----------------------------------------------------------------------------------------------
-# Device, seeds, windows
-
-
-def select_device(requested: str, gpus_available: int) -> torch.device:
-    """Torch device for a run.
-
-    Args:
-        requested: "auto", "cpu" or "cuda" (config key `training.device`).
-        gpus_available: GPUs granted to this job (Snakemake's `resources.gpu`; 0 when none).
-            "auto" picks CUDA only when the job was granted a GPU AND torch can see one, so a job
-            scheduled without a GPU never grabs a card that belongs to another job.
-
-    Raises:
-        ConfigError: unknown `requested`, or "cuda" on a machine where torch sees no GPU.
-    """
-    if requested not in _DEVICES:
-        raise ConfigError("training.device", f"one of {_DEVICES}", requested)
-    cuda_ok = torch.cuda.is_available()
-    if requested == "cpu":
-        return torch.device("cpu")
-    if requested == "cuda":
-        if not cuda_ok:
-            raise ConfigError("training.device", "a machine where torch sees a CUDA GPU", "cuda")
-        return torch.device("cuda")
-    return torch.device("cuda" if cuda_ok and gpus_available > 0 else "cpu")
+# Seeds, windows, prediction
 
 
 def set_seeds(seed: int, deterministic: bool = True) -> torch.Generator:
@@ -250,12 +145,12 @@ def set_seeds(seed: int, deterministic: bool = True) -> torch.Generator:
 class WindowSampler:
     """Gathers batches of sliding windows from one (T, N) input and one (T, K) target tensor.
 
-    Only the two frame-level tensors are stored; a batch is built by advanced indexing with
-    `starts[:, None] + arange(window)`, so at most one batch of windows exists at a time.
+    Only the two frame-level tensors are stored (on any device); a batch is built by advanced
+    indexing with `starts[:, None] + arange(window)`, so at most one batch of windows exists.
 
     Args:
         x: (T, N) float32 normalised inputs.
-        y: (T, K) float32 targets (radians).
+        y: (T, K) float32 targets (radians), on the same device as `x`.
         window: window length in frames.
     """
 
@@ -274,7 +169,7 @@ class WindowSampler:
         return self.x.shape[0]
 
     def frame_index(self, starts: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """(B, window) frame indices of the windows starting at `starts` (B,)."""
+        """(B, window) CPU frame indices of the windows starting at `starts` (B,)."""
         starts_t = torch.as_tensor(np.asarray(starts), dtype=torch.long)
         if starts_t.numel() and (
             int(starts_t.min()) < 0 or int(starts_t.max()) + self.window > len(self)
@@ -287,6 +182,10 @@ class WindowSampler:
         index = self.frame_index(starts).to(self.x.device)
         return self.x[index], self.y[index]
 
+    def targets(self, starts: np.ndarray) -> np.ndarray:
+        """(B, window, K) float32 numpy targets of the windows at `starts` (B,)."""
+        return to_numpy(self.batch(starts)[1])
+
     def iter_batches(
         self, starts: torch.Tensor | np.ndarray, batch_size: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -298,65 +197,46 @@ class WindowSampler:
             yield chunk, x, y
 
 
-def _autocast(device: torch.device, bf16: bool) -> torch.autocast:
-    """bf16 autocast when asked for; callers decide with `use_bf16`."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
-
-
-def use_bf16(params: TrainingParams, device: torch.device) -> bool:
-    """bf16 autocast on CUDA when `params.bf16`; on CPU only with `params.bf16_cpu` too.
-
-    On CPUs with bf16 matrix units it roughly halves step time (docs/benchmarks.md) but changes
-    the numerics, so the CPU path stays fp32 (and bit-reproducible) unless asked.
-    """
-    return params.bf16 and (device.type == "cuda" or params.bf16_cpu)
-
-
 def predict_windows(
     model: nn.Module | Any,
     x: torch.Tensor,
     starts: np.ndarray | torch.Tensor,
     window: int,
     batch_size: int,
-    device: torch.device | str = "cpu",
     bf16: bool = False,
 ) -> np.ndarray:
-    """Decoder outputs for every window, without gradients.
+    """Decoder outputs for every window, without gradients, on the device `x` lives on.
 
     Args:
-        model: a torch decoder (forward (B, window, N) -> (B, window, K)), or a classic decoder
-            with `predict((frames, N)) -> (frames, K)`, applied frame by frame.
-        x: (T, N) float32 normalised inputs (CPU tensor; batches are moved to `device`).
+        model: a torch decoder on `x`'s device (forward (B, window, N) -> (B, window, K)), or a
+            classic decoder with `predict((frames, N)) -> (frames, K)`, applied frame by frame.
+        x: (T, N) float32 normalised inputs (`nlp4neuro.device.to_device`).
         starts: (n_windows,) first frame of each window.
         window: window length in frames.
         batch_size: windows per forward pass.
-        device: where the model lives.
-        bf16: autocast to bfloat16 (decide with `use_bf16`).
+        bf16: autocast to bfloat16 (decide with `nlp4neuro.device.use_bf16`).
 
     Returns:
         (n_windows, window, K) float32 predictions (radians for tail decoders).
     """
-    device = torch.device(device)
-    offsets = torch.arange(window)
-    starts_t = torch.as_tensor(np.asarray(starts), dtype=torch.long)
+    sampler = WindowSampler(x, x[:, :0], window)  # no targets: an empty (T, 0) view
     outputs: list[np.ndarray] = []
-    if not isinstance(model, nn.Module):
-        for begin in range(0, starts_t.numel(), batch_size):
-            index = starts_t[begin : begin + batch_size, None] + offsets
-            frames = x[index].reshape(-1, x.shape[1]).numpy()
-            pred = np.asarray(model.predict(frames), dtype=np.float32)
-            outputs.append(pred.reshape(index.shape[0], window, -1))
-        return np.concatenate(outputs) if outputs else np.zeros((0, window, 0), np.float32)
-    was_training = model.training
-    model.eval()
+    is_torch = isinstance(model, nn.Module)
+    was_training = is_torch and model.training
+    if is_torch:
+        model.eval()
     try:
-        with torch.no_grad(), _autocast(device, bf16):
-            for begin in range(0, starts_t.numel(), batch_size):
-                index = starts_t[begin : begin + batch_size, None] + offsets
-                pred = model(x[index].to(device))
-                outputs.append(pred.float().cpu().numpy())
+        with torch.no_grad(), autocast(x.device, bf16 and is_torch):
+            for _, xb, _ in sampler.iter_batches(starts, batch_size):
+                if is_torch:
+                    outputs.append(to_numpy(model(xb).float()))
+                else:
+                    frames = to_numpy(xb).reshape(-1, xb.shape[-1])
+                    pred = np.asarray(model.predict(frames), dtype=np.float32)
+                    outputs.append(pred.reshape(xb.shape[0], window, -1))
     finally:
-        model.train(was_training)
+        if is_torch:
+            model.train(was_training)
     if not outputs:
         return np.zeros((0, window, 0), np.float32)
     return np.concatenate(outputs).astype(np.float32, copy=False)
@@ -441,20 +321,6 @@ def _canonical(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=json_default))
 
 
-def _dataset_fingerprint(dff: np.ndarray, tail: np.ndarray) -> dict[str, Any]:
-    """SHA-256 of the input and target arrays plus their shapes (identifies the data a run saw)."""
-    digest = hashlib.sha256()
-    for array in (dff, tail):
-        contiguous = np.ascontiguousarray(array)
-        digest.update(str((contiguous.dtype.str, contiguous.shape)).encode())
-        digest.update(memoryview(contiguous).cast("B"))
-    return {
-        "sha256": digest.hexdigest(),
-        "dff_shape": list(dff.shape),
-        "tail_shape": list(tail.shape),
-    }
-
-
 def _load_matching_checkpoint(path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     """The checkpoint at `path` if its recorded config equals `config`; otherwise None (logged)."""
     if not path.exists():
@@ -486,474 +352,224 @@ def _save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Outputs
+# One run's settings
 
 
-def _write_curve(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+@dataclass(frozen=True)
+class _Job:
+    """The settings of one `train_and_predict` call, passed as one object to its steps."""
 
+    spec_dict: dict[str, Any]
+    params: TrainingParams
+    compute: ComputeParams
+    seed: int
+    out_dir: Path
+    checkpoint_dir: Path
+    save_fn: Callable[[Any, Path], None]
+    progress_every: int
+    stop_after_epoch: int | None
+    device: torch.device
 
-def _write_json(path: Path, obj: Any) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
+    @property
+    def bf16(self) -> bool:
+        return use_bf16(self.compute, self.device)
 
-
-def _coord(dataset: xr.Dataset, name: str, default: np.ndarray) -> np.ndarray:
-    return np.asarray(dataset[name].values) if name in dataset.coords else default
-
-
-def _predictions_dataset(
-    dataset: xr.Dataset,
-    parts: list[tuple[str, np.ndarray, np.ndarray]],
-    tail: np.ndarray,
-    attrs: dict[str, Any],
-) -> xr.Dataset:
-    """Predictions netCDF layout (docs/architecture.md) from (split, frames, predicted) parts."""
-    n_frames = tail.shape[0]
-    frames = np.concatenate([p[1] for p in parts]).astype(np.int64)
-    predicted = np.concatenate([p[2] for p in parts]).astype(np.float32)
-    split = np.concatenate([np.full(p[1].shape[0], p[0], dtype=object) for p in parts])
-    time_s = _coord(dataset, "time", np.arange(n_frames, dtype=np.float64))[frames]
-    frame = _coord(dataset, "frame", np.arange(n_frames, dtype=np.int64))[frames]
-    stimulus = _coord(dataset, "stimulus", np.full(n_frames, "", dtype=object))[frames]
-    segments = _coord(
-        dataset, "segment", np.array([f"theta_{k:02d}" for k in range(tail.shape[1])])
-    )
-    out = xr.Dataset(
-        data_vars={
-            "predicted": (("time", "segment"), predicted, {"units": "rad"}),
-            "true": (("time", "segment"), tail[frames].astype(np.float32), {"units": "rad"}),
-        },
-        coords={
-            "time": ("time", time_s.astype(np.float64), {"units": "s"}),
-            "frame": ("time", frame.astype(np.int64)),
-            "split": ("time", split.astype(str).astype(object)),
-            "stimulus": ("time", stimulus.astype(str).astype(object)),
-            "segment": ("segment", segments.astype(str).astype(object)),
-        },
-        attrs=attrs,
-    )
-    return out
-
-
-def _mse(pred: np.ndarray, true: np.ndarray) -> float:
-    return float(np.mean((pred.astype(np.float64) - true.astype(np.float64)) ** 2))
-
-
-def _window_targets(y: torch.Tensor, starts: np.ndarray, window: int) -> np.ndarray:
-    index = torch.as_tensor(starts, dtype=torch.long)[:, None] + torch.arange(window)
-    return y[index].numpy()
-
-
-def _normalise(dff: np.ndarray, normaliser: Any) -> np.ndarray:
-    """(T, N) float32 C-contiguous, writable array of `normaliser.apply(dff)` (torch shares it)."""
-    return np.require(normaliser.apply(dff), dtype=np.float32, requirements=["C", "W"])
+    def identity(self, problem: DecodingProblem) -> dict[str, Any]:
+        """Everything that decides the run's numbers; a checkpoint of another run is ignored."""
+        return _canonical(
+            {
+                "spec": self.spec_dict,
+                "training": self.params.to_dict(),
+                "compute": self.compute.to_dict(),
+                "seed": self.seed,
+                "window_frames": problem.window_frames,
+                "decoding": problem.params.to_dict(),
+                "dataset": problem.dataset,
+            }
+        )
 
 
 # ----------------------------------------------------------------------------------------------
-# Main entry point
+# Torch decoders: optimisation, one epoch, bookkeeping
 
 
-def train_and_predict(
-    dataset: xr.Dataset,
-    model_factory: Callable[[], Any],
-    *,
-    spec_dict: dict[str, Any],
-    window_frames: int,
-    params: TrainingParams,
-    seed: int,
-    out_dir: Path,
-    checkpoint_dir: Path,
-    save_fn: Callable[[Any, Path], None] | None = None,
-    device: torch.device | None = None,
-    progress_every: int = 50,
-    stop_after_epoch: int | None = None,
-) -> dict[str, Any]:
-    """Train one decoder on one fish and write its held-out predictions.
+@dataclass
+class _Optimisation:
+    """What one torch run steps: the trainable parameters, AdamW and its per-step schedule."""
 
-    Args:
-        dataset: one fish's dataset (docs/architecture.md "Dataset netCDF"): `dff` (time, neuron)
-            inputs and `tail` (time, segment) targets in radians.
-        model_factory: builds a fresh decoder; called once, after seeding. Torch decoders map
-            (batch, window, N) -> (batch, window, K); classic decoders have
-            `fit(x_train, y_train, x_val, y_val)` and `predict(x (frames, N)) -> (frames, K)`.
-        spec_dict: the model specification (recorded in outputs; `name` and `kind` become the
-            `model` and `kind` attrs of predictions.nc).
-        window_frames: sliding-window length in frames (stride 1).
-        params: optimisation, split and device settings.
-        seed: seeds initialisation, shuffling and dropout.
-        out_dir: receives predictions.nc, training_curve.csv, model/, normaliser.json, run.json.
-        checkpoint_dir: receives checkpoint.pt after every epoch; a matching one is resumed.
-        save_fn: saves the final decoder to a folder; default `nlp4neuro.models.save_decoder`.
-        device: torch device; default `select_device(params.device, torch.cuda.device_count())`.
-        progress_every: log training progress every this many optimiser steps.
-        stop_after_epoch: test hook: raise `TrainingInterrupted` right after this epoch's
-            checkpoint is written, as if the job had been killed.
+    trainable: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    steps_per_epoch: int
 
-    Returns:
-        Summary dict: best_epoch, used_epoch, best_val_loss, val_rmse, test_rmse, epochs_run,
-        stopped_early, resumed_from_epoch, seconds, windows_per_s, trainable_params, device, ...
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
 
-    Raises:
-        InputFileError: the dataset lacks `dff`/`tail` or their time axes disagree.
-        ConfigError: a window does not fit into a split.
-    """
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    checkpoint_dir = Path(checkpoint_dir)
-    window = int(window_frames)
-    if window < 1:
-        raise ConfigError("window_frames", "an integer >= 1", window_frames)
-    # Pair the tail of frame t with neural frame t + lag (calcium lags behaviour).
-    dataset = ds_mod.lag_neural(dataset, params.neural_lag_frames)
-    dff, tail = _dataset_arrays(dataset)
-    n_frames, n_neurons = dff.shape
-    n_outputs = tail.shape[1]
-    fingerprint = _dataset_fingerprint(dff, tail)
-
-    # 1. Splits and input normalisation: statistics from training frames only.
-    gap = params.resolved_gap(window)
-    splits = ds_mod.chronological_split(
-        n_frames, params.train_fraction, params.val_fraction, params.test_fraction, gap
-    )
-    ds_mod.check_window_fits(splits, window)
-    normaliser = ds_mod.fit_input_normaliser(dff, splits["train"], params.input_normalisation)
-    x_np = _normalise(dff, normaliser)
-    x = torch.from_numpy(x_np)
-    y = torch.from_numpy(np.ascontiguousarray(tail, dtype=np.float32))
-    sampler = WindowSampler(x, y, window)
-    starts = {name: np.asarray(ds_mod.window_starts(splits[name], window)) for name in splits}
-    logger.info(
-        "fish %s: %d frames x %d neurons -> %d outputs; window %d, gap %d; windows train/val/test"
-        " %d/%d/%d",
-        dataset.attrs.get("fish", "?"),
-        n_frames,
-        n_neurons,
-        n_outputs,
-        window,
-        gap,
-        *(len(starts[s]) for s in ("train", "val", "test")),
-    )
-
-    if params.num_threads is not None:
-        torch.set_num_threads(params.num_threads)
-    if device is None:
-        device = select_device(params.device, torch.cuda.device_count())
-    device = torch.device(device)
-    if device.type == "cuda":
-        # Keep the recording on the GPU (152 MB for a paper-scale fish) so batches are gathered
-        # there instead of copied from pageable host memory every step; TF32 matmuls for the
-        # fp32 parts. The CPU path is unchanged.
-        sampler = WindowSampler(x.to(device), y.to(device), window)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    shuffle_gen = set_seeds(seed)
-    model = model_factory()
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    if isinstance(model, nn.Module):
-        if params.readout_init == "targets":
-            train_tail = tail[splits["train"]]
-            initialise_readout(model, train_tail.mean(axis=0), train_tail.std(axis=0) + 1e-6)
-        config = _canonical(
-            {
-                "spec": spec_dict,
-                "params": params.to_dict(),
-                "seed": seed,
-                "window_frames": window,
-                "dataset": fingerprint,
-            }
-        )
-        fit = _train_torch(
-            model,
-            sampler,
-            starts,
-            params=params,
-            device=device,
-            shuffle_gen=shuffle_gen,
-            config=config,
-            out_dir=out_dir,
-            checkpoint_path=checkpoint_dir / CHECKPOINT_NAME,
-            progress_every=progress_every,
-            stop_after_epoch=stop_after_epoch,
-        )
-        bf16 = use_bf16(params, device)
-    else:
-        fit = _fit_classic(model, x_np, tail, splits, out_dir)
-        bf16 = False
-
-    # 4. Held-out predictions: stride-1 windows, overlapping windows averaged per frame.
-    parts: list[tuple[str, np.ndarray, np.ndarray]] = []
-    for name in ("val", "test"):
-        window_preds = predict_windows(
-            model, x, starts[name], window, params.batch_size, device, bf16=bf16
-        )
-        frames, averaged = ds_mod.average_window_predictions(
-            starts[name], window, window_preds, n_frames
-        )
-        parts.append((name, np.asarray(frames), np.asarray(averaged)))
-    params_json = json.dumps(params.to_dict(), sort_keys=True)
-    attrs = {
-        "model": str(spec_dict.get("name", "")),
-        "kind": str(spec_dict.get("kind", "")),
-        "fish": dataset.attrs.get("fish", ""),
-        "seed": int(seed),
-        "window_frames": window,
-        "params": params_json,
-        "spec": json.dumps(spec_dict, sort_keys=True, default=json_default),
-        "versions": versions_json(),
-    }
-    predictions = _predictions_dataset(dataset, parts, tail, attrs)
-    ds_mod.write_netcdf(predictions, out_dir / PREDICTIONS_NAME)
-
-    # 5. Final model, normaliser and run description.
-    if save_fn is None:
-        from nlp4neuro.models import save_decoder as save_fn
-    with atomic_output(out_dir / MODEL_DIR_NAME) as tmp:
-        tmp.mkdir()
-        save_fn(model, tmp)
-    _write_json(out_dir / NORMALISER_NAME, normaliser.to_dict())
-    test_mask = predictions["split"].values == "test"
-    val_mask = ~test_mask
-    pred_arr, true_arr = predictions["predicted"].values, predictions["true"].values
-    summary = {
-        **fit,
-        "val_rmse": math.sqrt(_mse(pred_arr[val_mask], true_arr[val_mask])),
-        "test_rmse": math.sqrt(_mse(pred_arr[test_mask], true_arr[test_mask])),
-        "seconds": time.perf_counter() - started,
-        "device": str(device),
-        "n_neurons": n_neurons,
-        "n_outputs": n_outputs,
-    }
-    run_info = {
-        "spec": spec_dict,
-        "params": params.to_dict(),
-        "seed": int(seed),
-        "window_frames": window,
-        "gap_frames": gap,
-        "splits": {
-            name: {"start": int(s.start), "stop": int(s.stop), "n_windows": len(starts[name])}
-            for name, s in splits.items()
-        },
-        "n_frames": n_frames,
-        "n_neurons": n_neurons,
-        "n_outputs": n_outputs,
-        "segments": [str(s) for s in predictions["segment"].values],
-        "fish": dataset.attrs.get("fish", ""),
-        "dataset": fingerprint,
-        "summary": summary,
-        "versions": versions(),
-    }
-    _write_json(out_dir / RUN_INFO_NAME, run_info)
-    logger.info(
-        "done in %.1f s: val RMSE %.4f, test RMSE %.4f rad (epoch %s weights)",
-        summary["seconds"],
-        summary["val_rmse"],
-        summary["test_rmse"],
-        summary.get("used_epoch"),
-    )
-    return summary
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
 
 
-def _dataset_arrays(dataset: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """`dff` (T, N) and `tail` (T, K) as float32 arrays, checked against the dataset contract."""
-    source = dataset.encoding.get("source", "<dataset>")
-    for name, dims in (("dff", ("time", "neuron")), ("tail", ("time", "segment"))):
-        if name not in dataset.data_vars:
-            raise InputFileError(source, f"data variable '{name}' {dims}", "none")
-        if dataset[name].dims != dims:
-            raise InputFileError(source, f"'{name}' with dims {dims}", dataset[name].dims)
-    dff = np.asarray(dataset["dff"].values, dtype=np.float32)
-    tail = np.asarray(dataset["tail"].values, dtype=np.float32)
-    return dff, tail
-
-
-def _count_trainable(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def _make_scheduler(
-    optimizer: torch.optim.Optimizer, params: TrainingParams, total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-step schedule from transformers (the same curves Hugging Face's Trainer uses)."""
+def _optimisation(model: nn.Module, params: TrainingParams, n_train: int) -> _Optimisation:
+    """AdamW over the trainable parameters and a per-step schedule from transformers (the same
+    curves Hugging Face's Trainer uses)."""
     from transformers import get_scheduler
 
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ConfigError("model", "a decoder with trainable parameters", "none")
+    optimizer = torch.optim.AdamW(
+        trainable, lr=params.learning_rate, weight_decay=params.weight_decay
+    )
+    steps_per_epoch = math.ceil(n_train / params.batch_size)
+    total_steps = params.epochs * steps_per_epoch
     warmup = round(params.warmup_fraction * total_steps)
     name = params.schedule
     if name == "constant" and warmup > 0:
         name = "constant_with_warmup"
     if name == "constant":
-        return get_scheduler(name, optimizer)
-    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+        scheduler = get_scheduler(name, optimizer)
+    else:
+        scheduler = get_scheduler(
+            name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps
+        )
+    return _Optimisation(trainable, optimizer, scheduler, steps_per_epoch)
 
 
-def _train_torch(
+def _start_or_resume(
+    model: nn.Module,
+    opt: _Optimisation,
+    shuffle_gen: torch.Generator,
+    path: Path,
+    identity: dict[str, Any],
+) -> dict[str, Any]:
+    """The loop's bookkeeping (saved in every checkpoint): fresh, or restored together with the
+    weights, optimiser, schedule and RNG streams from a checkpoint of this very run."""
+    checkpoint = _load_matching_checkpoint(path, identity)
+    if checkpoint is None:
+        return {
+            "epoch": 0,
+            "best_val_loss": math.inf,
+            "best_epoch": 0,
+            "best_state": None,
+            "bad_epochs": 0,
+            "stopped": False,
+            "curve": [],
+            "train_seconds": 0.0,
+            "train_windows": 0,
+            "resumed_from": 0,
+        }
+    _load_trainable_state(model, checkpoint["model"])
+    opt.load_state_dict(checkpoint)
+    _restore_rng_states(checkpoint["rng"], shuffle_gen)
+    state = checkpoint["state"]
+    state["resumed_from"] = int(state["epoch"])
+    logger.info("resuming from checkpoint %s after epoch %d", path, state["epoch"])
+    return state
+
+
+def _train_epoch(
     model: nn.Module,
     sampler: WindowSampler,
-    starts: dict[str, np.ndarray],
-    *,
-    params: TrainingParams,
-    device: torch.device,
-    shuffle_gen: torch.Generator,
-    config: dict[str, Any],
-    out_dir: Path,
-    checkpoint_path: Path,
-    progress_every: int,
-    stop_after_epoch: int | None,
-) -> dict[str, Any]:
-    """Steps 2-3 for torch decoders: train with checkpoints; leaves the selected weights loaded."""
-    # Quantised backbones must be built on their device and cannot be moved; move only if needed.
-    if any(p.device.type != device.type for p in model.parameters()):
-        model.to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
-        raise ConfigError("model", "a decoder with trainable parameters", "none")
-    n_trainable = _count_trainable(model)
-    optimizer = torch.optim.AdamW(
-        trainable, lr=params.learning_rate, weight_decay=params.weight_decay
-    )
-    train_starts = torch.as_tensor(starts["train"], dtype=torch.long)
-    n_train = train_starts.numel()
-    steps_per_epoch = math.ceil(n_train / params.batch_size)
-    scheduler = _make_scheduler(optimizer, params, params.epochs * steps_per_epoch)
-    val_true = _window_targets(sampler.y, starts["val"], sampler.window)
-    loss_fn = nn.MSELoss()
-    logger.info(
-        "training %d trainable parameters on %s for up to %d epochs x %d steps",
-        n_trainable,
-        device,
-        params.epochs,
-        steps_per_epoch,
-    )
-
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "best_val_loss": math.inf,
-        "best_epoch": 0,
-        "best_state": None,
-        "bad_epochs": 0,
-        "stopped": False,
-        "curve": [],
-        "train_seconds": 0.0,
-        "train_windows": 0,
-    }
-    resumed_from = 0
-    checkpoint = _load_matching_checkpoint(checkpoint_path, config)
-    if checkpoint is not None:
-        _load_trainable_state(model, checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        _restore_rng_states(checkpoint["rng"], shuffle_gen)
-        state = checkpoint["state"]
-        resumed_from = int(state["epoch"])
-        logger.info("resuming from checkpoint %s after epoch %d", checkpoint_path, resumed_from)
-
-    model.train()
-    step = resumed_from * steps_per_epoch
-    for epoch in range(state["epoch"] + 1, params.epochs + 1):
-        if state["stopped"]:
-            break
-        epoch_start = time.perf_counter()
-        order = train_starts[torch.randperm(n_train, generator=shuffle_gen)]
-        loss_sum = 0.0
-        lr = optimizer.param_groups[0]["lr"]
-        for batch_starts, xb, yb in sampler.iter_batches(order, params.batch_size):
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            lr = optimizer.param_groups[0]["lr"]
-            with _autocast(device, use_bf16(params, device)):
-                pred = model(xb)
-            loss = loss_fn(pred.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if params.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(trainable, params.grad_clip_norm)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            loss_sum += loss.item() * batch_starts.numel()
-            if progress_every > 0 and step % progress_every == 0:
-                elapsed = time.perf_counter() - epoch_start
-                done = step - (epoch - 1) * steps_per_epoch
-                logger.info(
-                    "epoch %d step %d/%d loss %.5f (%.1f windows/s)",
-                    epoch,
-                    done,
-                    steps_per_epoch,
-                    loss.item(),
-                    done * params.batch_size / max(elapsed, 1e-9),
-                )
-        train_seconds = time.perf_counter() - epoch_start
-        state["train_seconds"] += train_seconds
-        state["train_windows"] += n_train
-        train_loss = loss_sum / n_train
-        val_pred = predict_windows(
-            model,
-            sampler.x,
-            starts["val"],
-            sampler.window,
-            params.batch_size,
-            device,
-            bf16=use_bf16(params, device),
-        )
-        val_loss = _mse(val_pred, val_true)
-        improved = val_loss < state["best_val_loss"] - params.min_delta
-        if improved:
-            state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
-            if params.early_stopping_patience > 0:
-                state["best_state"] = _trainable_state(model)
-        else:
-            state["bad_epochs"] += 1
-        patience = params.early_stopping_patience
-        if patience > 0 and state["bad_epochs"] >= patience:
-            state["stopped"] = True
-        state["epoch"] = epoch
-        state["curve"].append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "lr": lr,
-                "seconds": time.perf_counter() - epoch_start,
-                "best": improved,
-            }
-        )
-        logger.info(
-            "epoch %d/%d: train loss %.5f, val loss %.5f%s, %.1f s (%.1f windows/s)",
-            epoch,
-            params.epochs,
-            train_loss,
-            val_loss,
-            " (best)" if improved else "",
-            train_seconds,
-            n_train / max(train_seconds, 1e-9),
-        )
-        _write_curve(out_dir / CURVE_NAME, state["curve"])
-        _save_checkpoint(
-            checkpoint_path,
-            {
-                "config_json": json.dumps(config, sort_keys=True),
-                "model": _trainable_state(model),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": _rng_states(shuffle_gen),
-                "state": state,
-            },
-        )
-        if stop_after_epoch is not None and epoch == stop_after_epoch:
-            raise TrainingInterrupted(f"stopped after epoch {epoch} by request")
-        if state["stopped"]:
+    order: torch.Tensor,
+    opt: _Optimisation,
+    job: _Job,
+    epoch: int,
+) -> tuple[float, float]:
+    """One pass over the training windows in `order`; returns (mean train loss, last lr)."""
+    epoch_start = time.perf_counter()
+    loss_sum = 0.0
+    lr = opt.optimizer.param_groups[0]["lr"]
+    batches = sampler.iter_batches(order, job.params.batch_size)
+    for done, (batch_starts, xb, yb) in enumerate(batches, start=1):
+        lr = opt.optimizer.param_groups[0]["lr"]
+        with autocast(job.device, job.bf16):
+            pred = model(xb)
+        loss = nn.functional.mse_loss(pred.float(), yb)
+        opt.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if job.params.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(opt.trainable, job.params.grad_clip_norm)
+        opt.optimizer.step()
+        opt.scheduler.step()
+        loss_sum += loss.item() * batch_starts.numel()
+        step = (epoch - 1) * opt.steps_per_epoch + done
+        if job.progress_every > 0 and step % job.progress_every == 0:
+            rate = done * job.params.batch_size / max(time.perf_counter() - epoch_start, 1e-9)
             logger.info(
-                "early stopping after epoch %d: no val-loss improvement for %d epochs",
+                "epoch %d step %d/%d loss %.5f (%.1f windows/s)",
                 epoch,
-                patience,
+                done,
+                opt.steps_per_epoch,
+                loss.item(),
+                rate,
             )
-            break
+    return loss_sum / order.numel(), lr
 
-    # A resumed, already finished run still needs its curve file.
-    _write_curve(out_dir / CURVE_NAME, state["curve"])
+
+def _run_epoch(
+    model: nn.Module,
+    sampler: WindowSampler,
+    problem: DecodingProblem,
+    opt: _Optimisation,
+    job: _Job,
+    state: dict[str, Any],
+    shuffle_gen: torch.Generator,
+    val_true: np.ndarray,
+) -> None:
+    """Train one shuffled epoch, score the val windows and record the epoch in `state`."""
+    epoch = state["epoch"] + 1
+    epoch_start = time.perf_counter()
+    train_starts = torch.as_tensor(problem.starts["train"], dtype=torch.long)
+    order = train_starts[torch.randperm(train_starts.numel(), generator=shuffle_gen)]
+    train_loss, lr = _train_epoch(model, sampler, order, opt, job, epoch)
+    train_seconds = time.perf_counter() - epoch_start
+    state["train_seconds"] += train_seconds
+    state["train_windows"] += train_starts.numel()
+    val_pred = predict_windows(
+        model,
+        sampler.x,
+        problem.starts["val"],
+        problem.window_frames,
+        job.params.batch_size,
+        job.bf16,
+    )
+    val_loss = metrics.mse(val_pred, val_true)
+    improved = val_loss < state["best_val_loss"] - job.params.min_delta
+    if improved:
+        state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
+        if job.params.early_stopping_patience > 0:
+            state["best_state"] = _trainable_state(model)
+    else:
+        state["bad_epochs"] += 1
+    patience = job.params.early_stopping_patience
+    state["stopped"] = patience > 0 and state["bad_epochs"] >= patience
+    state["epoch"] = epoch
+    seconds = time.perf_counter() - epoch_start
+    state["curve"].append(
+        {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": lr,
+            "seconds": seconds,
+            "best": improved,
+        }
+    )
+    logger.info(
+        "epoch %d/%d: train loss %.5f, val loss %.5f%s, %.1f s (%.1f windows/s)",
+        epoch,
+        job.params.epochs,
+        train_loss,
+        val_loss,
+        " (best)" if improved else "",
+        train_seconds,
+        train_starts.numel() / max(train_seconds, 1e-9),
+    )
+
+
+def _finish_torch(model: nn.Module, state: dict[str, Any], params: TrainingParams) -> dict:
+    """Restore the best epoch's weights when early stopping is on; the fit's summary."""
     used_epoch = state["epoch"]
     if params.early_stopping_patience > 0 and state["best_state"] is not None:
         _load_trainable_state(model, state["best_state"])
@@ -967,28 +583,76 @@ def _train_torch(
         "best_val_loss": state["best_val_loss"],
         "epochs_run": state["epoch"],
         "stopped_early": state["stopped"],
-        "resumed_from_epoch": resumed_from,
+        "resumed_from_epoch": state["resumed_from"],
         "train_seconds": state["train_seconds"],
         "windows_per_s": state["train_windows"] / max(state["train_seconds"], 1e-9),
-        "trainable_params": n_trainable,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_params": sum(p.numel() for p in model.parameters()),
     }
 
 
-def _fit_classic(
-    model: Any,
-    x: np.ndarray,
-    tail: np.ndarray,
-    splits: dict[str, slice],
-    out_dir: Path,
+def _fit_torch(
+    model: nn.Module,
+    sampler: WindowSampler,
+    problem: DecodingProblem,
+    job: _Job,
+    shuffle_gen: torch.Generator,
 ) -> dict[str, Any]:
-    """Step 2 for classic decoders: one fit on training frames; hyperparameters chosen on val."""
+    """Train a torch decoder with a checkpoint per epoch; leaves the selected weights loaded."""
+    if job.params.readout_init == "targets":
+        train_tail = to_numpy(sampler.y[problem.splits["train"]])
+        initialise_readout(model, train_tail.mean(axis=0), train_tail.std(axis=0) + 1e-6)
+    # Quantised backbones must be built on their device and cannot be moved; move only if needed.
+    if any(p.device.type != job.device.type for p in model.parameters()):
+        model.to(job.device)
+    opt = _optimisation(model, job.params, len(problem.starts["train"]))
+    checkpoint_path = job.checkpoint_dir / CHECKPOINT_NAME
+    identity = job.identity(problem)
+    state = _start_or_resume(model, opt, shuffle_gen, checkpoint_path, identity)
+    n_trainable = sum(p.numel() for p in opt.trainable)
+    logger.info(
+        "training %d trainable parameters on %s for up to %d epochs x %d steps",
+        n_trainable,
+        job.device,
+        job.params.epochs,
+        opt.steps_per_epoch,
+    )
+    val_true = sampler.targets(problem.starts["val"])
+    model.train()
+    while state["epoch"] < job.params.epochs and not state["stopped"]:
+        _run_epoch(model, sampler, problem, opt, job, state, shuffle_gen, val_true)
+        _write_curve(job.out_dir / CURVE_NAME, state["curve"])
+        checkpoint = {
+            "config_json": json.dumps(identity, sort_keys=True),
+            "model": _trainable_state(model),
+            **opt.state_dict(),
+            "rng": _rng_states(shuffle_gen),
+            "state": state,
+        }
+        _save_checkpoint(checkpoint_path, checkpoint)
+        if job.stop_after_epoch is not None and state["epoch"] == job.stop_after_epoch:
+            raise TrainingInterrupted(f"stopped after epoch {state['epoch']} by request")
+        if state["stopped"]:
+            logger.info(
+                "early stopping after epoch %d: no val-loss improvement for %d epochs",
+                state["epoch"],
+                job.params.early_stopping_patience,
+            )
+    # A resumed, already finished run still needs its curve file.
+    _write_curve(job.out_dir / CURVE_NAME, state["curve"])
+    return _finish_torch(model, state, job.params)
+
+
+def _fit_classic(
+    model: Any, x: np.ndarray, y: np.ndarray, splits: dict[str, slice], out_dir: Path
+) -> dict[str, Any]:
+    """Classic decoders: one fit on the training frames, hyperparameters chosen on val."""
     fit_start = time.perf_counter()
     train, val = splits["train"], splits["val"]
-    model.fit(x[train], tail[train], x[val], tail[val])
+    model.fit(x[train], y[train], x[val], y[val])
     seconds = time.perf_counter() - fit_start
-    train_loss = _mse(np.asarray(model.predict(x[train])), tail[train])
-    val_loss = _mse(np.asarray(model.predict(x[val])), tail[val])
+    train_loss = metrics.mse(np.asarray(model.predict(x[train])), y[train])
+    val_loss = metrics.mse(np.asarray(model.predict(x[val])), y[val])
     curve = [
         {
             "epoch": 0,
@@ -1007,7 +671,7 @@ def _fit_classic(
         train_loss,
         val_loss,
     )
-    n_frames = train.stop - train.start
+    n_parameters = int(getattr(model, "n_parameters", 0))
     return {
         "decoder_type": "classic",
         "best_epoch": 0,
@@ -1018,37 +682,220 @@ def _fit_classic(
         "resumed_from_epoch": 0,
         "train_seconds": seconds,
         "windows_per_s": float("nan"),
-        "frames_per_s": n_frames / max(seconds, 1e-9),
-        "trainable_params": int(getattr(model, "n_parameters", 0)),
-        "total_params": int(getattr(model, "n_parameters", 0)),
+        "frames_per_s": (train.stop - train.start) / max(seconds, 1e-9),
+        "trainable_params": n_parameters,
+        "total_params": n_parameters,
     }
 
 
-def load_trained(run_dir: Path, load_fn: Callable[[Path], Any]) -> tuple[Any, Any, dict]:
-    """Load a finished run for later stages (saliency, deletion curves).
+# ----------------------------------------------------------------------------------------------
+# Outputs
+
+
+def _write_curve(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
+
+
+def _held_out_predictions(
+    model: Any,
+    sampler: WindowSampler,
+    problem: DecodingProblem,
+    lagged: xr.Dataset,
+    job: _Job,
+    attrs: dict[str, Any],
+) -> xr.Dataset:
+    """Predictions netCDF (docs/architecture.md) of the val and test frames: stride-1 windows,
+    overlapping windows averaged per frame; coords are those of the lagged dataset's frames."""
+    frames, predicted, split = [], [], []
+    for name in ("val", "test"):
+        window_preds = predict_windows(
+            model,
+            sampler.x,
+            problem.starts[name],
+            problem.window_frames,
+            job.params.batch_size,
+            job.bf16,
+        )
+        covered, averaged = average_window_predictions(
+            problem.starts[name], problem.window_frames, window_preds, problem.n_frames
+        )
+        frames.append(covered)
+        predicted.append(averaged)
+        split.append(np.full(covered.shape[0], name, dtype=object))
+    held_out = lagged.isel(time=np.concatenate(frames))
+    rad = {"units": "rad"}
+    return xr.Dataset(
+        data_vars={
+            "predicted": (("time", "segment"), np.concatenate(predicted), rad),
+            "true": (("time", "segment"), held_out["tail"].values.astype(np.float32), rad),
+        },
+        coords={
+            "time": ("time", held_out["time"].values.astype(np.float64), {"units": "s"}),
+            "frame": ("time", held_out["frame"].values.astype(np.int64)),
+            "split": ("time", np.concatenate(split).astype(str).astype(object)),
+            "stimulus": ("time", held_out["stimulus"].values.astype(str).astype(object)),
+            "segment": ("segment", lagged["segment"].values.astype(str).astype(object)),
+        },
+        attrs=attrs,
+    )
+
+
+def _prediction_attrs(job: _Job, problem: DecodingProblem, fish: Any) -> dict[str, Any]:
+    """Global attributes of predictions.nc: who made it with which settings."""
+    return {
+        "model": str(job.spec_dict["name"]),
+        "kind": str(job.spec_dict["kind"]),
+        "fish": fish,
+        "seed": int(job.seed),
+        "window_frames": problem.window_frames,
+        "params": json.dumps(job.params.to_dict(), sort_keys=True),
+        "decoding": json.dumps(problem.params.to_dict(), sort_keys=True),
+        "spec": json.dumps(job.spec_dict, sort_keys=True, default=json_default),
+        "versions": versions_json(),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Main entry point
+
+
+def train_and_predict(
+    dataset: xr.Dataset,
+    problem: DecodingProblem,
+    model_factory: Callable[[torch.device], Any],
+    *,
+    spec_dict: dict[str, Any],
+    params: TrainingParams,
+    compute: ComputeParams,
+    seed: int,
+    out_dir: Path,
+    checkpoint_dir: Path,
+    save_fn: Callable[[Any, Path], None],
+    progress_every: int = 50,
+    stop_after_epoch: int | None = None,
+) -> dict[str, Any]:
+    """Train one decoder on one fish's decoding problem and write its held-out predictions.
 
     Args:
-        run_dir: a `train_and_predict` out_dir.
-        load_fn: reads the decoder from `run_dir/model` (e.g. `nlp4neuro.models.load_decoder`).
+        dataset: the fish's dataset (docs/architecture.md) that `problem` was built from.
+        problem: lag, splits, window starts and normaliser (`nlp4neuro.problem.build_problem`).
+        model_factory: builds a fresh decoder on the given device, once, after seeding. Torch
+            decoders map (batch, window, N) -> (batch, window, K); classic decoders have
+            `fit(x_train, y_train, x_val, y_val)` and `predict(x (frames, N)) -> (frames, K)`.
+        spec_dict: the model specification (`name` and `kind` become predictions.nc attrs).
+        params, compute, seed: optimisation; device, bf16 and threads; initialisation,
+            shuffling and dropout.
+        out_dir: receives predictions.nc, training_curve.csv, model/, problem.json, run.json.
+        checkpoint_dir: receives checkpoint.pt after every epoch; a matching one is resumed.
+        save_fn: saves the final decoder into a folder.
+        progress_every: log training progress every this many optimiser steps.
+        stop_after_epoch: test hook: raise `TrainingInterrupted` after this epoch's checkpoint.
 
     Returns:
-        (model, normaliser, run_info): the decoder in eval mode if it is a torch module, the
-        `InputNormaliser` fitted on the training frames, and the parsed run.json.
-
-    Raises:
-        InputFileError: run.json, normaliser.json or model/ is missing.
+        Summary: best_epoch, used_epoch, best_val_loss, val_rmse, test_rmse (rad), epochs_run,
+        stopped_early, resumed_from_epoch, seconds, windows_per_s, trainable_params, device, ...
     """
-    run_dir = Path(run_dir)
-    for name in (RUN_INFO_NAME, NORMALISER_NAME, MODEL_DIR_NAME):
-        if not (run_dir / name).exists():
-            raise InputFileError(run_dir / name, "an output of train_and_predict", "no such file")
-    run_info = json.loads((run_dir / RUN_INFO_NAME).read_text())
-    normaliser_dict = json.loads((run_dir / NORMALISER_NAME).read_text())
-    normaliser = ds_mod.InputNormaliser.from_dict(normaliser_dict)
-    model = load_fn(run_dir / MODEL_DIR_NAME)
+    started = time.perf_counter()
+    device = select_device(compute.device)
+    job = _Job(
+        spec_dict,
+        params,
+        compute,
+        seed,
+        Path(out_dir),
+        Path(checkpoint_dir),
+        save_fn,
+        progress_every,
+        stop_after_epoch,
+        device,
+    )
+    configure(compute, device)
+    x, y = problem.recording(dataset)
+    sampler = WindowSampler(to_device(x, device), to_device(y, device), problem.window_frames)
+    _log_problem(problem, dataset)
+    shuffle_gen = set_seeds(seed)
+    model = model_factory(device)
+    job.out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(model, nn.Module):
-        model.eval()
-    return model, normaliser, run_info
+        fit = _fit_torch(model, sampler, problem, job, shuffle_gen)
+    else:
+        fit = _fit_classic(model, x, y, problem.splits, job.out_dir)
+    summary = _write_outputs(dataset, problem, model, sampler, job, fit)
+    summary["seconds"] = time.perf_counter() - started
+    logger.info(
+        "done in %.1f s: val RMSE %.4f, test RMSE %.4f rad (epoch %s weights)",
+        *(summary[k] for k in ("seconds", "val_rmse", "test_rmse", "used_epoch")),
+    )
+    return summary
+
+
+def _log_problem(problem: DecodingProblem, dataset: xr.Dataset) -> None:
+    logger.info(
+        "fish %s: %d frames x %d neurons -> %d outputs; window %d, gap %d, lag %d; "
+        "windows train/val/test %d/%d/%d",
+        dataset.attrs["fish"],
+        problem.n_frames,
+        problem.n_neurons,
+        problem.n_outputs,
+        problem.window_frames,
+        problem.gap_frames,
+        problem.params.neural_lag_frames,
+        *(len(problem.starts[s]) for s in ("train", "val", "test")),
+    )
+
+
+def _write_outputs(
+    dataset: xr.Dataset,
+    problem: DecodingProblem,
+    model: Any,
+    sampler: WindowSampler,
+    job: _Job,
+    fit: dict[str, Any],
+) -> dict[str, Any]:
+    """predictions.nc, model/, problem.json and run.json of a fitted decoder; its summary."""
+    fish = dataset.attrs["fish"]
+    attrs = _prediction_attrs(job, problem, fish)
+    bf16 = job.bf16 and isinstance(model, nn.Module)
+    predictions = _held_out_predictions(
+        model, sampler, problem, problem.lagged(dataset), job, attrs
+    )
+    write_netcdf(predictions, job.out_dir / PREDICTIONS_NAME)
+    with atomic_output(job.out_dir / MODEL_DIR_NAME) as tmp:
+        tmp.mkdir()
+        job.save_fn(model, tmp)
+    problem.save(job.out_dir / PROBLEM_NAME)
+    split = predictions["split"].values
+    pred, true = predictions["predicted"].values, predictions["true"].values
+    summary = {**fit, "device": str(job.device), "bf16": bf16}
+    for name in ("val", "test"):
+        summary[f"{name}_rmse"] = metrics.rmse_pooled(true[split == name], pred[split == name])
+    report = device_report(job.device)
+    logger.info("device: %s", json.dumps(report))
+    run_info = {
+        "spec": job.spec_dict,
+        "training": job.params.to_dict(),
+        "compute": job.compute.to_dict(),
+        "seed": int(job.seed),
+        "fish": fish,
+        "problem": PROBLEM_NAME,
+        "summary": summary,
+        "device": report,
+        "versions": versions(),
+    }
+    _write_json(job.out_dir / RUN_INFO_NAME, run_info)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Configured models: train one, load one
 
 
 def train_decoder(
@@ -1056,29 +903,31 @@ def train_decoder(
     spec: ModelSpec,
     *,
     window_frames: int,
-    params: TrainingParams,
+    decoding: DecodingParams,
+    training: TrainingParams,
+    compute: ComputeParams,
     seed: int,
     out_dir: Path,
     checkpoint_dir: Path,
     backbone_dir: Path | None,
-    gpus_available: int = 0,
 ) -> dict[str, Any]:
     """Train one configured model (`nlp4neuro.models.ModelSpec`) on one fish and save it.
 
-    Wires `train_and_predict` to the model builders: the decoder is built (and rebuilt on
-    resume) from `spec` with `seed`, saved with `save_decoder`, and the checkpoint folder is
-    removed once every output is written, since it is only needed to resume a killed job.
+    Builds the decoding problem, wires `train_and_predict` to the model builders (the decoder is
+    built on the job's device from `spec` with `seed`, saved with `save_decoder`) and removes
+    the checkpoint once every output is written (it only serves to resume a killed job).
     Returns the summary of `train_and_predict`.
     """
-    if params.num_threads:
-        torch.set_num_threads(params.num_threads)
-    device = select_device(params.device, gpus_available)
-    n_neurons = int(dataset.sizes["neuron"])
-    n_outputs = int(dataset.sizes["segment"])
+    problem = build_problem(dataset, window_frames, decoding)
 
-    def model_factory() -> Any:
+    def model_factory(device: torch.device) -> Any:
         return build_decoder(
-            spec, n_neurons, n_outputs, backbone_dir=backbone_dir, seed=seed, device=str(device)
+            spec,
+            problem.n_neurons,
+            problem.n_outputs,
+            backbone_dir=backbone_dir,
+            seed=seed,
+            device=str(device),
         )
 
     def save_fn(model: Any, path: Path) -> None:
@@ -1086,15 +935,15 @@ def train_decoder(
 
     summary = train_and_predict(
         dataset,
+        problem,
         model_factory,
         spec_dict=spec.to_dict(),
-        window_frames=window_frames,
-        params=params,
+        params=training,
+        compute=compute,
         seed=seed,
         out_dir=Path(out_dir),
         checkpoint_dir=Path(checkpoint_dir),
         save_fn=save_fn,
-        device=device,
     )
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME
     if checkpoint.exists():
@@ -1102,20 +951,48 @@ def train_decoder(
     return summary
 
 
+def load_trained(
+    run_dir: Path, load_fn: Callable[[Path, DecodingProblem], Any]
+) -> tuple[Any, DecodingProblem, dict[str, Any]]:
+    """Load a finished run for later stages (saliency, deletion curves).
+
+    Args:
+        run_dir: a `train_and_predict` out_dir.
+        load_fn: reads the decoder from `run_dir/model` given the run's problem (its n_neurons
+            and n_outputs), e.g. around `nlp4neuro.models.load_decoder`.
+
+    Returns:
+        (model, problem, run_info): the decoder in eval mode if it is a torch module, the run's
+        `DecodingProblem` (problem.json) and the parsed run.json.
+
+    Raises:
+        InputFileError: run.json, problem.json or model/ is missing, or problem.json is invalid.
+    """
+    run_dir = Path(run_dir)
+    for name in (RUN_INFO_NAME, PROBLEM_NAME, MODEL_DIR_NAME):
+        if not (run_dir / name).exists():
+            raise InputFileError(run_dir / name, "an output of train_and_predict", "no such file")
+    run_info = json.loads((run_dir / RUN_INFO_NAME).read_text())
+    problem = load_problem(run_dir / PROBLEM_NAME)
+    model = load_fn(run_dir / MODEL_DIR_NAME, problem)
+    if isinstance(model, nn.Module):
+        model.eval()
+    return model, problem, run_info
+
+
 def load_trained_decoder(
-    run_dir: Path, spec: ModelSpec, *, backbone_dir: Path | None, device: str = "cpu"
-) -> tuple[Any, Any, dict]:
+    run_dir: Path, spec: ModelSpec, *, backbone_dir: Path | None, device: torch.device | str
+) -> tuple[Any, DecodingProblem, dict[str, Any]]:
     """`load_trained` for a run written by `train_decoder` (same spec and backbone)."""
 
-    def load_fn(model_dir: Path) -> Any:
-        info = json.loads((Path(run_dir) / RUN_INFO_NAME).read_text())
+    def load_fn(model_dir: Path, problem: DecodingProblem) -> Any:
         return load_decoder(
             spec,
-            int(info["n_neurons"]),
-            int(info["n_outputs"]),
+            problem.n_neurons,
+            problem.n_outputs,
             backbone_dir=backbone_dir,
             out_dir=model_dir,
-            device=device,
+            device=str(device),
         )
 
     return load_trained(Path(run_dir), load_fn)

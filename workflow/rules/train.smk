@@ -22,58 +22,57 @@ rule prepare_backbone:
         "../scripts/prepare_backbone.py"
 
 
-rule train_llm:
+def train_inputs(wildcards):
+    """The fish's dataset; for an llm model also its prepared backbone."""
+    inputs = {"dataset": f"results/datasets/fish{wildcards.fish}.nc"}
+    spec = MODELS[wildcards.model]
+    if spec["kind"] == "llm":
+        inputs["backbone"] = f"resources/backbones/{backbone_key(spec['source'])}"
+    return inputs
+
+
+def train_compute(model, key):
+    """A training job's compute setting for its model's kind, e.g. `mem_mb_{kind}` is
+    compute.mem_mb_llm for llm models and compute.mem_mb_baseline for the others."""
+    kind = "llm" if MODELS[model]["kind"] == "llm" else "baseline"
+    return config["compute"][key.format(kind=kind)]
+
+
+def train_gpus(model):
+    """LLM jobs ask the scheduler for one GPU; baselines for none."""
+    return int(MODELS[model]["kind"] == "llm")
+
+
+rule train_decoder:
     input:
-        dataset="results/datasets/fish{fish}.nc",
-        backbone=lambda wc: f"resources/backbones/{backbone_key(MODELS[wc.model]['source'])}",
+        unpack(train_inputs),
     output:
         predictions="results/train/{model}/w{window}/fish{fish}/seed{seed}/predictions.nc",
         curve="results/train/{model}/w{window}/fish{fish}/seed{seed}/training_curve.csv",
         model=directory("results/train/{model}/w{window}/fish{fish}/seed{seed}/model"),
+        run_info="results/train/{model}/w{window}/fish{fish}/seed{seed}/run.json",
+        problem="results/train/{model}/w{window}/fish{fish}/seed{seed}/problem.json",
     log:
         "logs/train/{model}/w{window}/fish{fish}/seed{seed}.log",
     wildcard_constraints:
-        model=_alternation(LLM_MODELS),
+        model=_alternation(list(MODELS)),
     conda:
         "../../envs/torch.yaml"
-    threads: config["compute"]["threads_llm"]
+    threads: lambda wc: train_compute(wc.model, "threads_{kind}")
     resources:
-        gpu=1,
-        mem_mb=config["compute"]["mem_mb_llm"],
-        runtime=config["compute"]["runtime_llm_min"],
+        gpu=lambda wc: train_gpus(wc.model),
+        mem_mb=lambda wc: train_compute(wc.model, "mem_mb_{kind}"),
+        runtime=lambda wc: train_compute(wc.model, "runtime_{kind}_min"),
     params:
         spec=lambda wc: MODELS[wc.model],
         training=lambda wc: model_training_params(wc.model),
         decoding=config["decoding"],
-        compute=config["compute"],
-        checkpoint_dir="results/checkpoints/{model}/w{window}/fish{fish}/seed{seed}",
-        code=code_digest("train_decoder"),
-    script:
-        "../scripts/train_decoder.py"
-
-
-rule train_baseline:
-    input:
-        dataset="results/datasets/fish{fish}.nc",
-    output:
-        predictions="results/train/{model}/w{window}/fish{fish}/seed{seed}/predictions.nc",
-        curve="results/train/{model}/w{window}/fish{fish}/seed{seed}/training_curve.csv",
-        model=directory("results/train/{model}/w{window}/fish{fish}/seed{seed}/model"),
-    log:
-        "logs/train/{model}/w{window}/fish{fish}/seed{seed}.log",
-    wildcard_constraints:
-        model=_alternation(BASELINE_MODELS),
-    conda:
-        "../../envs/torch.yaml"
-    threads: config["compute"]["threads_baseline"]
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    params:
-        spec=lambda wc: MODELS[wc.model],
-        training=lambda wc: model_training_params(wc.model),
-        decoding=config["decoding"],
-        compute=dict(config["compute"], device="cpu"),
+        # a job without a GPU never takes one that is visible on its node
+        compute=lambda wc: (
+            config["compute"]
+            if train_gpus(wc.model)
+            else dict(config["compute"], device="cpu")
+        ),
         checkpoint_dir="results/checkpoints/{model}/w{window}/fish{fish}/seed{seed}",
         code=code_digest("train_decoder"),
     script:

@@ -1,0 +1,607 @@
+"""The decoding problem of one fish and window: lag, splits, window starts and input scaling.
+
+`build_problem(dataset, window_frames, params)` decides everything about how a fish's dataset is
+cut into a decoding problem, once; training, prediction and explanation then read the same
+numbers from the one `DecodingProblem` (saved as ``problem.json`` in the run folder):
+
+- the neural lag: the tail of frame t is paired with ``dff`` of frame t + lag (`lag_neural`);
+- chronological train / val / test blocks with a gap between them (`chronological_split`), so
+  no window and no lagged input reaches across a block boundary;
+- the sliding-window starts inside each block (`window_starts`, stride 1);
+- the per-neuron input normaliser, fitted on training frames only (`fit_input_normaliser`).
+
+All frame indices here are positions along the LAGGED dataset's ``time`` axis (0..T'-1), not
+imaging frame numbers (those are the ``frame`` coordinate). No torch here: numpy index arithmetic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from nlp4neuro.config import allowed_values, build
+from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.provenance import atomic_output
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_NAME = "problem.json"
+SPLIT_NAMES = ("train", "val", "test")
+# A neuron's training std is floored at this fraction of the median neuron std: a neuron silent
+# during training but active later would otherwise be divided by ~0. A numerical guard, not a
+# modelling choice, so it is no config key.
+STD_FLOOR_FRACTION = 0.01
+_FORMAT = "nlp4neuro decoding problem 1"
+
+
+@dataclass(frozen=True)
+class DecodingParams:
+    """How a decoding problem is cut from a dataset (the config's ``decoding`` section).
+
+    Attributes:
+        train_fraction, val_fraction, test_fraction: chronological split of the frames (sum 1).
+        gap_frames: frames left out between train/val and val/test; None = the window length.
+        neural_lag_frames: pair the tail at frame t with neural frame t + lag; 0 = concurrent.
+        input_normalisation: "zscore" (per neuron, training statistics) or "none".
+    """
+
+    train_fraction: float
+    val_fraction: float
+    test_fraction: float
+    gap_frames: int | None
+    neural_lag_frames: int
+    input_normalisation: str
+
+    def __post_init__(self) -> None:
+        total = self.train_fraction + self.val_fraction + self.test_fraction
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ConfigError(
+                "decoding.train_fraction + val_fraction + test_fraction", "a sum of 1", total
+            )
+        if self.gap_frames is not None:
+            self.resolved_gap(self.gap_frames)
+
+    @classmethod
+    def from_config(cls, decoding: Mapping[str, Any]) -> DecodingParams:
+        """From the validated ``decoding`` section (`nlp4neuro.config.section("decoding")`)."""
+        return build(cls, decoding, "decoding")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def resolved_gap(self, window_frames: int) -> int:
+        """Gap between blocks in frames: `gap_frames`, or the window length when None.
+
+        Raises:
+            ConfigError (decoding.gap_frames): a gap shorter than the neural lag, which would let
+                the last training frames' lagged inputs reach into the validation block.
+        """
+        gap = int(window_frames) if self.gap_frames is None else int(self.gap_frames)
+        if gap < self.neural_lag_frames:
+            raise ConfigError(
+                "decoding.gap_frames",
+                f"a gap of at least decoding.neural_lag_frames ({self.neural_lag_frames}) frames",
+                gap,
+            )
+        return gap
+
+
+# ----------------------------------------------------------------------------------------------
+# Lag, splits, windows
+
+
+def lag_neural(dataset: xr.Dataset, lag_frames: int) -> xr.Dataset:
+    """Pair the tail at each frame with the neural activity `lag_frames` frames later.
+
+    Calcium indicators report spiking with a delay (GCaMP6s rises over ~0.2-0.5 s and a volume
+    takes ~0.9 s), so a bout late in frame t is often first visible in frame t + 1. The returned
+    dataset keeps every coordinate and the tail of frames 0..T-lag-1 and puts ``dff`` of frames
+    lag..T-1 beside them; windows, splits and predictions then refer to the behaviour's frames.
+    ``lag_frames = 0`` returns the dataset unchanged (the reference's concurrent decoding).
+
+    Raises:
+        ConfigError: a negative lag, or one that leaves no frames.
+    """
+    if lag_frames < 0:
+        raise ConfigError("decoding.neural_lag_frames", "an integer >= 0", lag_frames)
+    if lag_frames == 0:
+        return dataset
+    n_time = dataset.sizes["time"]
+    if lag_frames >= n_time:
+        raise ConfigError("decoding.neural_lag_frames", f"fewer than {n_time} frames", lag_frames)
+    frames = dataset["frame"].values
+    uneven = int(np.count_nonzero(frames[lag_frames:] - frames[:-lag_frames] != lag_frames))
+    if uneven:
+        logger.warning(
+            "%d of %d frame pairs are not exactly %d imaging frames apart (frames without tail "
+            "samples inside the recording)",
+            uneven,
+            n_time - lag_frames,
+            lag_frames,
+        )
+    lagged = dataset.isel(time=slice(0, n_time - lag_frames)).copy(deep=True)
+    lagged["dff"].values[:] = dataset["dff"].values[lag_frames:]
+    lagged.attrs["neural_lag_frames"] = int(lag_frames)
+    return lagged
+
+
+def chronological_split(
+    n_frames: int, train: float, val: float, test: float, gap_frames: int
+) -> dict[str, slice]:
+    """Cut frames 0..n_frames-1 into contiguous train, val and test blocks in time order.
+
+    `gap_frames` frames are left out between train and val and between val and test, so that
+    windows built inside each block never share frames with (or sit right beside) another
+    block. The remaining n_usable = n_frames - 2 * gap_frames frames are divided by cumulative
+    fractions: the train block ends at floor(train * n_usable) and the val block after
+    floor((train + val) * n_usable) usable frames (a 1e-9 tolerance absorbs float error such as
+    0.7 + 0.1 = 0.7999...), and test takes the rest, so test absorbs the rounding. With no gap
+    this is the reference split (fish 9, 3047 frames: 2132 / 305 / 610).
+
+    Args:
+        n_frames: number of frames T on the (lagged) dataset's time axis.
+        train, val, test: fractions, each > 0, summing to 1.
+        gap_frames: frames dropped between consecutive blocks (>= 0).
+
+    Returns:
+        {"train": slice, "val": slice, "test": slice} over positions 0..T-1.
+
+    Raises:
+        ConfigError: fractions invalid, gap negative, or a block would be empty.
+    """
+    fractions = {"train": train, "val": val, "test": test}
+    if any(not f > 0 for f in fractions.values()) or not math.isclose(
+        sum(fractions.values()), 1.0, abs_tol=1e-6
+    ):
+        raise ConfigError(
+            "decoding.*_fraction (train, val, test)", "fractions > 0 that sum to 1", fractions
+        )
+    if int(gap_frames) != gap_frames or gap_frames < 0:
+        raise ConfigError("decoding.gap_frames", "an integer >= 0", gap_frames)
+    gap_frames = int(gap_frames)
+    n_usable = int(n_frames) - 2 * gap_frames
+    train_end = math.floor(train * n_usable + 1e-9)
+    val_end = math.floor((train + val) * n_usable + 1e-9)
+    lengths = {"train": train_end, "val": val_end - train_end, "test": n_usable - val_end}
+    if min(lengths.values()) < 1:
+        raise ConfigError(
+            "decoding",
+            f"at least one frame per block from {n_frames} frames with gap_frames={gap_frames}",
+            lengths,
+        )
+    splits: dict[str, slice] = {}
+    start = 0
+    for name in SPLIT_NAMES:
+        splits[name] = slice(start, start + lengths[name])
+        start += lengths[name] + gap_frames
+    return splits
+
+
+def check_window_fits(splits: Mapping[str, slice], window_frames: int) -> None:
+    """Raise ConfigError (decoding.windows) if a window is longer than any split."""
+    for name, block in splits.items():
+        length = block.stop - block.start
+        if window_frames > length:
+            raise ConfigError(
+                "decoding.windows",
+                f"a window no longer than every split (split {name!r} has {length} frames)",
+                window_frames,
+            )
+
+
+def window_starts(split: slice, window_frames: int, stride: int = 1) -> np.ndarray:
+    """Start positions of the windows lying entirely inside `split`.
+
+    Args:
+        split: contiguous block of positions (step None or 1).
+        window_frames: window length in frames (>= 1).
+        stride: frames between consecutive starts (>= 1; saliency.window_stride).
+
+    Returns:
+        (n_windows,) int64 starts s with split.start <= s and s + window_frames <= split.stop;
+        empty when the window is longer than the split (see `check_window_fits`).
+    """
+    if window_frames < 1:
+        raise ConfigError("decoding.windows", "an integer >= 1", window_frames)
+    if stride < 1:
+        raise ConfigError("saliency.window_stride", "an integer >= 1", stride)
+    if split.step not in (None, 1):
+        raise ValueError(f"split: expected a contiguous slice, found step {split.step}")
+    return np.arange(split.start, split.stop - window_frames + 1, stride, dtype=np.int64)
+
+
+def average_window_predictions(
+    starts: np.ndarray,
+    window_frames: int,
+    predictions: np.ndarray,
+    n_frames: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Average overlapping window predictions per frame.
+
+    Args:
+        starts: (n_windows,) start position of each window on the time axis.
+        window_frames: window length w.
+        predictions: (n_windows, w, n_out) model output for every frame of every window.
+        n_frames: length T of the time axis (positions 0..T-1).
+
+    Returns:
+        frame_index: (n_covered,) int64 sorted positions covered by at least one window.
+        averaged: (n_covered, n_out) float32 mean over the windows covering each position
+            (accumulated in float64).
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    predictions = np.asarray(predictions)
+    if predictions.ndim != 3 or predictions.shape[:2] != (starts.size, window_frames):
+        raise ValueError(
+            f"predictions: expected shape (n_windows={starts.size}, window={window_frames}, "
+            f"n_out), found {predictions.shape}"
+        )
+    if starts.size and (starts.min() < 0 or starts.max() + window_frames > n_frames):
+        raise ValueError(
+            f"starts: expected windows inside [0, {n_frames}), found starts in "
+            f"[{starts.min()}, {starts.max()}] with window {window_frames}"
+        )
+    n_out = predictions.shape[2]
+    positions = (starts[:, None] + np.arange(window_frames)).ravel()
+    counts = np.bincount(positions, minlength=n_frames)
+    sums = np.zeros((n_frames, n_out), dtype=np.float64)
+    np.add.at(sums, positions, predictions.reshape(-1, n_out))
+    frame_index = np.flatnonzero(counts)
+    averaged = sums[frame_index] / counts[frame_index, None]
+    return frame_index.astype(np.int64), averaged.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Input normalisation
+
+
+def _check_method(method: str) -> None:
+    methods = allowed_values("decoding", "input_normalisation")
+    if method not in methods:
+        raise ConfigError("decoding.input_normalisation", f"one of {methods}", method)
+
+
+@dataclass(eq=False)
+class InputNormaliser:
+    """Per-neuron input scaling, fitted on training frames: x' = (x - mean) / std.
+
+    Attributes:
+        mean: (n_neurons,) float32 training mean of each neuron.
+        std: (n_neurons,) float32 training standard deviation, floored (never 0).
+        method: "zscore", or "none" (mean 0, std 1: identity).
+
+    `to_dict` stores the arrays as JSON lists of floats (a few hundred kB for 14k neurons), so a
+    normaliser travels in problem.json.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    method: str
+
+    def __post_init__(self) -> None:
+        self.mean = np.asarray(self.mean, dtype=np.float32)
+        self.std = np.asarray(self.std, dtype=np.float32)
+        _check_method(self.method)
+        if self.mean.ndim != 1 or self.mean.shape != self.std.shape:
+            raise ValueError(
+                f"InputNormaliser: expected mean and std of one shape (n_neurons,), found "
+                f"{self.mean.shape} and {self.std.shape}"
+            )
+        if not np.all(self.std > 0):
+            raise ValueError("InputNormaliser: expected std > 0 for every neuron")
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.mean.size)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Normalise `x` of shape (..., n_neurons); float32 in, float32 out."""
+        x = np.asarray(x)
+        if x.shape[-1:] != (self.n_neurons,):
+            raise ValueError(
+                f"x: expected a last axis of {self.n_neurons} neurons, found shape {x.shape}"
+            )
+        if self.method == "none":
+            return x
+        return (x - self.mean) / self.std
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: {"method", "mean": [...], "std": [...]}."""
+        return {"method": self.method, "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InputNormaliser:
+        """Inverse of `to_dict`."""
+        missing = [key for key in ("method", "mean", "std") if key not in data]
+        if missing:
+            raise ValueError(
+                f"InputNormaliser.from_dict: expected keys {missing}, found {sorted(data)}"
+            )
+        return cls(mean=data["mean"], std=data["std"], method=data["method"])
+
+
+def fit_input_normaliser(
+    dff: np.ndarray,
+    train: slice,
+    method: str,
+    std_floor_fraction: float = STD_FLOOR_FRACTION,
+) -> InputNormaliser:
+    """Per-neuron mean and std from the TRAINING frames only (no leakage from val/test).
+
+    The std of each neuron is floored at `std_floor_fraction` times the median std over neurons
+    (see `STD_FLOOR_FRACTION`). If every neuron is flat in training the floor is 1 (no scaling).
+
+    Args:
+        dff: (T, n_neurons) signal (the lagged dataset's `dff`).
+        train: the training block of `chronological_split`.
+        method: "zscore" or "none" (identity normaliser).
+        std_floor_fraction: floor as a fraction of the median neuron std, in [0, 1].
+    """
+    dff = np.asarray(dff)
+    if dff.ndim != 2:
+        raise ValueError(f"dff: expected (T, n_neurons), found shape {dff.shape}")
+    _check_method(method)
+    n_neurons = dff.shape[1]
+    if method == "none":
+        return InputNormaliser(
+            np.zeros(n_neurons, np.float32), np.ones(n_neurons, np.float32), "none"
+        )
+    if not 0 <= std_floor_fraction <= 1:
+        raise ValueError(
+            f"std_floor_fraction: expected a value in [0, 1], found {std_floor_fraction}"
+        )
+    block = dff[train]
+    if block.shape[0] < 2:
+        raise ValueError(f"train: expected at least 2 frames to fit a std, found {block.shape[0]}")
+    mean = block.mean(axis=0, dtype=np.float64)
+    std = block.std(axis=0, dtype=np.float64)
+    median = float(np.median(std))
+    floor = std_floor_fraction * median if median > 0 else 1.0
+    n_floored = int(np.count_nonzero(std < floor))
+    if n_floored:
+        logger.info(
+            "input normaliser: %d neuron(s) with training std below the floor %.3g",
+            n_floored,
+            floor,
+        )
+    # A zero floor (fraction 0) still must not divide by zero.
+    std = np.maximum(std, floor) if floor > 0 else np.where(std > 0, std, 1.0)
+    return InputNormaliser(mean, std, "zscore")
+
+
+# ----------------------------------------------------------------------------------------------
+# The problem
+
+
+def _arrays(dataset: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """`dff` (T, N) and `tail` (T, K) as float32 arrays, checked against the dataset contract."""
+    source = dataset.encoding.get("source", "<dataset in memory>")
+    for name, dims in (("dff", ("time", "neuron")), ("tail", ("time", "segment"))):
+        if name not in dataset.data_vars:
+            raise InputFileError(source, f"data variable '{name}' {dims}", "none")
+        if dataset[name].dims != dims:
+            raise InputFileError(source, f"'{name}' with dims {dims}", dataset[name].dims)
+    dff = np.asarray(dataset["dff"].values, dtype=np.float32)
+    tail = np.asarray(dataset["tail"].values, dtype=np.float32)
+    return dff, tail
+
+
+def dataset_fingerprint(dataset: xr.Dataset) -> dict[str, Any]:
+    """SHA-256 of a dataset's float32 `dff` and `tail` plus their shapes (the data a run saw)."""
+    dff, tail = _arrays(dataset)
+    digest = hashlib.sha256()
+    for array in (dff, tail):
+        contiguous = np.ascontiguousarray(array)
+        digest.update(str((contiguous.dtype.str, contiguous.shape)).encode())
+        digest.update(memoryview(contiguous).cast("B"))
+    return {
+        "sha256": digest.hexdigest(),
+        "dff_shape": list(dff.shape),
+        "tail_shape": list(tail.shape),
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class DecodingProblem:
+    """One fish's decoding problem for one window length; build with `build_problem`.
+
+    Attributes:
+        window_frames: window length in frames.
+        gap_frames: the resolved gap between blocks in frames (`DecodingParams.resolved_gap`).
+        params: the decoding settings it was built with.
+        splits: {"train", "val", "test": slice} rows of the LAGGED recording.
+        starts: {split: (n_windows,) int64} window starts inside each split (stride 1).
+        normaliser: per-neuron input scaling fitted on the training rows.
+        n_frames, n_neurons, n_outputs: shape of the lagged recording, T' x N -> K.
+        dataset: fingerprint of the (unlagged) dataset it was built from (`dataset_fingerprint`).
+        source: the problem.json it was loaded from (None when built in memory), for errors.
+    """
+
+    window_frames: int
+    gap_frames: int
+    params: DecodingParams
+    splits: dict[str, slice]
+    starts: dict[str, np.ndarray]
+    normaliser: InputNormaliser
+    n_frames: int
+    n_neurons: int
+    n_outputs: int
+    dataset: dict[str, Any]
+    source: Path | None = None
+
+    def lagged(self, dataset: xr.Dataset) -> xr.Dataset:
+        """`dataset` with the neural lag applied: coords and tail are those of the target frames.
+
+        Raises:
+            InputFileError: `dataset` is not the one this problem was built from (naming
+                problem.json when the problem was loaded from one).
+        """
+        found = dataset_fingerprint(dataset)
+        if found != self.dataset:
+            where = self.source or f"{PROBLEM_NAME} (built in memory)"
+            raise InputFileError(
+                where,
+                f"the dataset it was built from ({self.dataset})",
+                f"a different dataset ({found}, from "
+                f"{dataset.encoding.get('source', '<dataset in memory>')})",
+            )
+        return lag_neural(dataset, self.params.neural_lag_frames)
+
+    def recording(self, dataset: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """The arrays training uses: x (T', N) float32 normalised lagged inputs, y (T', K)
+        float32 targets in rad; both C-contiguous and writable (torch.from_numpy shares them)."""
+        dff, tail = _arrays(self.lagged(dataset))
+        x = np.require(self.normaliser.apply(dff), dtype=np.float32, requirements=["C", "W"])
+        y = np.require(tail, dtype=np.float32, requirements=["C", "W"])
+        return x, y
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of everything above (the content of problem.json)."""
+        return {
+            "format": _FORMAT,
+            "window_frames": self.window_frames,
+            "gap_frames": self.gap_frames,
+            "params": self.params.to_dict(),
+            "splits": {n: {"start": s.start, "stop": s.stop} for n, s in self.splits.items()},
+            "starts": {name: starts.tolist() for name, starts in self.starts.items()},
+            "normaliser": self.normaliser.to_dict(),
+            "n_frames": self.n_frames,
+            "n_neurons": self.n_neurons,
+            "n_outputs": self.n_outputs,
+            "dataset": self.dataset,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write problem.json at `path` atomically; returns `path`."""
+        path = Path(path)
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
+        return path
+
+
+def build_problem(
+    dataset: xr.Dataset, window_frames: int, params: DecodingParams
+) -> DecodingProblem:
+    """Cut one fish's dataset into a decoding problem (see the module docstring).
+
+    Raises:
+        InputFileError: the dataset lacks `dff`/`tail` on (time, neuron)/(time, segment).
+        ConfigError: a window < 1 or longer than a split (decoding.windows), a gap shorter than
+            the lag (decoding.gap_frames), or a lag or gap that leaves an empty block.
+    """
+    window = int(window_frames)
+    if window < 1:
+        raise ConfigError("decoding.windows", "an integer >= 1", window_frames)
+    gap = params.resolved_gap(window)
+    fingerprint = dataset_fingerprint(dataset)
+    dff, _ = _arrays(lag_neural(dataset, params.neural_lag_frames))
+    n_frames, n_neurons = dff.shape
+    splits = chronological_split(
+        n_frames, params.train_fraction, params.val_fraction, params.test_fraction, gap
+    )
+    check_window_fits(splits, window)
+    return DecodingProblem(
+        window_frames=window,
+        gap_frames=gap,
+        params=params,
+        splits=splits,
+        starts={name: window_starts(block, window) for name, block in splits.items()},
+        normaliser=fit_input_normaliser(dff, splits["train"], params.input_normalisation),
+        n_frames=n_frames,
+        n_neurons=n_neurons,
+        n_outputs=int(dataset.sizes["segment"]),
+        dataset=fingerprint,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# problem.json
+
+
+def _fields(data: Any, keys: tuple[str, ...], path: Path, where: str) -> None:
+    """InputFileError naming `path` unless `data` is a mapping holding every key."""
+    if not isinstance(data, Mapping):
+        raise InputFileError(path, f"an object at {where}", type(data).__name__)
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise InputFileError(path, f"fields {missing} at {where}", f"only {sorted(data)}")
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise InputFileError(
+            path, f"a {PROBLEM_NAME} written by the training stage", "no such file"
+        )
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputFileError(path, "a JSON file", repr(error)) from error
+
+
+_TOP_LEVEL = ("format", "window_frames", "gap_frames", "params", "splits", "starts",
+              "normaliser", "n_frames", "n_neurons", "n_outputs", "dataset")  # fmt: skip
+
+
+def _check_layout(data: Any, path: Path) -> None:
+    """InputFileError naming `path` and the first missing field, if `data` lacks one."""
+    _fields(data, _TOP_LEVEL, path, "the top level")
+    if data["format"] != _FORMAT:
+        raise InputFileError(path, f"format {_FORMAT!r}", repr(data["format"]))
+    _fields(data["params"], tuple(DecodingParams.__dataclass_fields__), path, "params")
+    _fields(data["splits"], SPLIT_NAMES, path, "splits")
+    _fields(data["starts"], SPLIT_NAMES, path, "starts")
+    for name in SPLIT_NAMES:
+        _fields(data["splits"][name], ("start", "stop"), path, f"splits.{name}")
+    _fields(data["dataset"], ("sha256", "dff_shape", "tail_shape"), path, "dataset")
+
+
+def load_problem(path: str | Path) -> DecodingProblem:
+    """Read a problem.json written by `DecodingProblem.save`.
+
+    Raises:
+        InputFileError naming `path`: missing or unreadable file, a missing field, or window
+            starts that do not match the splits and window.
+    """
+    path = Path(path)
+    data = _read_json(path)
+    _check_layout(data, path)
+    try:
+        normaliser = InputNormaliser.from_dict(data["normaliser"])
+        params = build(DecodingParams, data["params"], "decoding")
+    except (ValueError, TypeError) as error:
+        raise InputFileError(path, "a valid normaliser and params", str(error)) from error
+    window = int(data["window_frames"])
+    splits = {
+        n: slice(int(data["splits"][n]["start"]), int(data["splits"][n]["stop"]))
+        for n in SPLIT_NAMES
+    }
+    starts = {name: np.asarray(data["starts"][name], dtype=np.int64) for name in SPLIT_NAMES}
+    for name in SPLIT_NAMES:
+        if not np.array_equal(starts[name], window_starts(splits[name], window)):
+            raise InputFileError(
+                path,
+                f"starts.{name} = the windows of {window} frames inside splits.{name}",
+                "other starts",
+            )
+    return DecodingProblem(
+        window_frames=window,
+        gap_frames=int(data["gap_frames"]),
+        params=params,
+        splits=splits,
+        starts=starts,
+        normaliser=normaliser,
+        n_frames=int(data["n_frames"]),
+        n_neurons=int(data["n_neurons"]),
+        n_outputs=int(data["n_outputs"]),
+        dataset=dict(data["dataset"]),
+        source=path,
+    )
