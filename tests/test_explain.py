@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import xarray as xr
 from torch import nn
 
-from nlp4neuro.dataset import InputNormaliser
+from nlp4neuro import config
+from nlp4neuro.errors import InputFileError
 from nlp4neuro.explain import (
     ExplainParams,
     driver_mask,
     explain_run,
     params_from_config,
     randomised_copy,
-    split_slices,
-    summarise_explanations,
 )
-from nlp4neuro.saliency import SaliencyParams
+from nlp4neuro.problem import DecodingParams, build_problem, load_problem
 
 
 class FrameLinear(nn.Module):
@@ -38,14 +36,20 @@ class FrameLinear(nn.Module):
 N_NEURONS, N_FRAMES, DRIVERS = 12, 120, [2, 7]
 
 
-def planted_fish(seed: int = 0) -> tuple[xr.Dataset, FrameLinear, xr.Dataset]:
-    """A dataset whose tail is driven by neurons 2 and 7 only, and the decoder that knows it."""
+def planted_fish(seed: int = 0, lag: int = 0) -> tuple[xr.Dataset, FrameLinear, xr.Dataset]:
+    """A dataset whose tail is driven by neurons 2 and 7 only, and the decoder that knows it.
+
+    With `lag`, the tail of frame t is driven by the neurons' activity at frame t + lag (the
+    last `lag` tail frames by activity that was not recorded: zeros).
+    """
     rng = np.random.default_rng(seed)
     dff = rng.normal(size=(N_FRAMES, N_NEURONS)).astype(np.float32)
     weight = np.zeros((2, N_NEURONS), dtype=np.float32)
     weight[0, DRIVERS] = [0.5, -0.4]
     weight[1, DRIVERS] = [0.2, 0.3]
-    tail = dff @ weight.T
+    driving = np.zeros_like(dff)
+    driving[: N_FRAMES - lag] = dff[lag:]
+    tail = driving @ weight.T
     regions = np.array(["Hb_left"] * 6 + ["tectum"] * 6, dtype=object)
     regions[DRIVERS[1]] = "Hb_left"  # both drivers in one region
     regions[0] = "tectum"
@@ -78,23 +82,24 @@ def planted_fish(seed: int = 0) -> tuple[xr.Dataset, FrameLinear, xr.Dataset]:
     return dataset, FrameLinear(weight), truth
 
 
-RUN_INFO = {
-    "window_frames": 5,
-    "params": {"neural_lag_frames": 0},
-    "splits": {
-        "train": {"start": 0, "stop": 80},
-        "val": {"start": 85, "stop": 95},
-        "test": {"start": 100, "stop": 120},
-    },
-}
+def planted_problem(dataset: xr.Dataset, lag: int = 0):
+    """The decoding problem training would save: 5-frame windows, the input as is.
+
+    120 frames, gap 5, no lag: train rows 0-76, val 82-92, test 98-119.
+    """
+    decoding = config.section("decoding", gap_frames=5, neural_lag_frames=lag,
+                              input_normalisation="none")  # fmt: skip
+    return build_problem(dataset, 5, DecodingParams.from_config(decoding))
 
 
-def test_split_slices_reads_run_json_ranges():
-    assert split_slices(RUN_INFO) == {
-        "train": slice(0, 80),
-        "val": slice(85, 95),
-        "test": slice(100, 120),
-    }
+def planted_params(**saliency):
+    """Attribution and explanation settings for the planted fish (seed 0)."""
+    section = config.section(
+        "saliency",
+        **{"n_steps": 8, "top_k": 2, "n_permutations": 200, "deletion_ks": [2, 20],
+           "deletion_random_repeats": 4, **saliency},
+    )  # fmt: skip
+    return params_from_config(section, seed=0)
 
 
 def test_driver_mask_joins_on_plane_and_roi():
@@ -120,14 +125,13 @@ def test_randomised_copy_shuffles_within_each_tensor_and_leaves_the_original():
 
 def test_explain_run_recovers_planted_neurons_and_controls():
     dataset, model, truth = planted_fish()
-    identity = InputNormaliser(np.zeros(N_NEURONS), np.ones(N_NEURONS), "zscore")
+    saliency, params = planted_params()
     result = explain_run(
         dataset,
         model,
-        identity,
-        RUN_INFO,
-        SaliencyParams(n_steps=8),
-        ExplainParams(top_k=2, n_permutations=200, deletion_ks=(2, 20), deletion_random_repeats=4),
+        planted_problem(dataset),
+        saliency,
+        params,
         regions=dataset["region"].values,
         ground_truth=truth,
     )
@@ -135,6 +139,8 @@ def test_explain_run_recovers_planted_neurons_and_controls():
     assert set(np.argsort(-summed)[:2]) == set(DRIVERS)
     assert result.scores["ground_truth"]["auc_importance"] == pytest.approx(1.0)
     assert result.scores["ground_truth"]["top_k_drivers"] == 2
+    # the test split (rows 98-119) holds 4 non-overlapping 5-frame windows
+    assert result.scores["n_windows"] == 4
     # k = 20 >= N neurons is dropped; masking the two drivers hurts more than random pairs
     deletion = result.deletion.set_index(["condition", "k"])["rmse_mean"]
     assert list(result.deletion["k"].unique()) == [2]
@@ -150,39 +156,47 @@ def test_explain_run_recovers_planted_neurons_and_controls():
     assert result.scores["ig_converged"] is True
 
 
-def test_params_from_config_splits_sections():
-    saliency, explain = params_from_config(
-        {"method": "saliency", "n_steps": 4, "top_k": 7, "deletion_ks": [1, 2], "enabled": True},
-        seed=3,
+def test_explain_run_pairs_frames_with_the_runs_lag(tmp_path):
+    """The lag comes from the run's problem.json, never from a default: with the tail driven
+    one frame late, the decoder is exact only on the recording paired as it was trained."""
+    dataset, model, truth = planted_fish(lag=1)
+    saliency, params = planted_params(randomised_control=False)
+    problem = load_problem(planted_problem(dataset, lag=1).save(tmp_path / "problem.json"))
+    lagged = explain_run(dataset, model, problem, saliency, params,
+                         regions=dataset["region"].values, ground_truth=truth)  # fmt: skip
+    concurrent = explain_run(dataset, model, planted_problem(dataset, lag=0), saliency, params,
+                             regions=dataset["region"].values, ground_truth=truth)  # fmt: skip
+    assert lagged.regions["baseline_mse"].max() < 1e-10
+    assert concurrent.regions["baseline_mse"].min() > 0.01
+    assert set(np.argsort(-lagged.importance["importance"].sel(target="summed").values)[:2]) == (
+        set(DRIVERS)
     )
+    # explained rows are the lagged recording's (119 rows, test rows 97-118): windows start at
+    # 97, 102, 107 and 112, so the last explained frame is 116 (117 without the lag)
+    assert lagged.importance["frame"].values.max() == 116
+    assert concurrent.importance["frame"].values.max() == 117
+
+
+def test_explain_run_refuses_another_dataset(tmp_path):
+    dataset, model, _ = planted_fish()
+    problem = load_problem(planted_problem(dataset).save(tmp_path / "problem.json"))
+    other, _, _ = planted_fish(seed=1)
+    saliency, params = planted_params()
+    with pytest.raises(InputFileError, match=r"problem\.json"):
+        explain_run(other, model, problem, saliency, params, regions=other["region"].values)
+
+
+def test_params_from_config_splits_sections():
+    section = config.section(
+        "saliency", method="saliency", n_steps=4, top_k=7, deletion_ks=[1, 2], enabled=True
+    )
+    saliency, explain = params_from_config(section, seed=3)
     assert saliency.method == "saliency" and saliency.n_steps == 4
-    assert explain == ExplainParams(top_k=7, deletion_ks=(1, 2), seed=3)
-
-
-def test_summarise_explanations_pairs_twins_and_measures_consistency():
-    def run(model, fish, importance, means):
-        ds = xr.Dataset(
-            {"importance": (("target", "neuron"), np.asarray([importance], dtype=float))},
-            coords={"target": ["summed"]},
-        )
-        regions = pd.DataFrame({"region": ["a", "b", "c"], "mean": means})
-        scores = {"motor_map": {"spearman_rho": 0.5}, "convergence_delta_relative": 0.01}
-        return {"model": model, "window": 5, "fish": fish, "seed": 0, "importance": ds,
-                "regions": regions, "scores": scores}  # fmt: skip
-
-    runs = [
-        run("llm", "1", [3, 2, 1, 0], [3.0, 2.0, 1.0]),
-        run("llm", "2", [3, 2, 1, 0], [3.0, 2.0, 1.0]),
-        run("llm_untrained", "1", [0, 1, 2, 3], [1.0, 2.0, 3.0]),
-    ]
-    summary = summarise_explanations(runs, {"llm": "llm_untrained"}, top_k=2)
-    consistency = summary["consistency"].set_index("model")
-    # two fish ranking the regions identically: Kendall's W = 1
-    assert consistency.loc["llm", "kendall_w"] == pytest.approx(1.0)
-    assert "at least 2 fish" in consistency.loc["llm_untrained", "note"]
-    controls = summary["controls"]
-    fish1 = controls[(controls["model"] == "llm") & (controls["fish"] == "1")].iloc[0]
-    # the twin's map is the exact reverse: Spearman -1, top-2 sets disjoint
-    assert fish1["twin_spearman"] == pytest.approx(-1.0)
-    assert fish1["twin_jaccard_top_k"] == 0.0
-    assert len(summary["regions"]) == 9
+    assert explain == ExplainParams(
+        top_k=7,
+        n_permutations=section["n_permutations"],
+        deletion_ks=(1, 2),
+        deletion_random_repeats=section["deletion_random_repeats"],
+        seed=3,
+        randomised_control=section["randomised_control"],
+    )

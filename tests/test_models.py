@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -11,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from nlp4neuro import config
 from nlp4neuro.errors import ConfigError, InputFileError
 from nlp4neuro.models import (
     LLMDecoder,
@@ -45,8 +47,13 @@ def tiny(tmp_path_factory):
     }
 
 
+def make_spec(name: str, **entry) -> ModelSpec:
+    """A spec from a `models.<name>` config entry (the schema fills every other key)."""
+    return ModelSpec.from_config(name, entry)
+
+
 def llm_spec(arch_dir, **kwargs) -> ModelSpec:
-    return ModelSpec(name="test_llm", kind="llm", source=str(arch_dir), **kwargs)
+    return make_spec("test_llm", kind="llm", source=str(arch_dir), **kwargs)
 
 
 def heads_count(n_in: int = N_NEURONS, n_out: int = N_OUTPUTS, d: int = HIDDEN) -> int:
@@ -79,7 +86,33 @@ def test_spec_from_config_defaults_and_round_trip():
     assert ModelSpec.from_config("smol", as_dict) == spec
     ridge = ModelSpec.from_config("ridge", {"kind": "ridge", "ridge_alphas": [1, 10]})
     assert ridge.ridge_alphas == (1.0, 10.0)
+    assert ridge.source is None
     assert not ridge.is_torch and not ridge.uses_backbone
+    assert ModelSpec.from_config("ridge", ridge.to_dict()) == ridge
+
+
+def test_spec_defaults_are_the_schema_defaults():
+    entry = config.validate_config({"models": {"l": {"kind": "lstm"}}})["models"]["l"]
+    spec = ModelSpec.from_config("l", entry)
+    fields = {f.name for f in dataclasses.fields(ModelSpec)} - {"name", "kind"}
+    for field in fields:
+        value = getattr(spec, field)
+        expected = config.default_value("models", "*", field)
+        assert (list(value) if isinstance(value, tuple) else value) == expected, field
+    # ModelSpec writes no default of its own
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(ModelSpec))
+
+
+def test_spec_from_workflow_ignores_workflow_keys():
+    entry = config.validate_config(
+        {"models": {"smol": {"kind": "llm", "source": "gpt2", "training": {"epochs": 3}}}}
+    )["models"]["smol"]
+    twin = {**entry, "pretrained": False, "twin_of": "smol"}
+    spec = ModelSpec.from_workflow("smol_untrained", twin)
+    assert spec.name == "smol_untrained" and not spec.pretrained
+    assert spec == ModelSpec.from_config("smol_untrained", {**entry, "pretrained": False})
+    with pytest.raises(ConfigError, match="only the keys"):
+        ModelSpec.from_config("smol_untrained", twin)
 
 
 @pytest.mark.parametrize(
@@ -88,19 +121,31 @@ def test_spec_from_config_defaults_and_round_trip():
         ({"kind": "cnn"}, "models.m.kind", "one of"),
         ({"kind": "llm", "source": "gpt2", "finetune": "prefix"}, "models.m.finetune", "lora"),
         ({"kind": "llm"}, "models.m.source", "backbone source"),
-        ({"kind": "lstm", "hidden": 3}, "models.m.hidden", "one of"),
+        ({"kind": "lstm", "hidden": 3}, "models.m", "'hidden' was unexpected"),
         ({"kind": "lstm", "hidden_size": "256"}, "models.m.hidden_size", "integer"),
-        ({"kind": "lstm", "hidden_size": 0}, "models.m.hidden_size", "positive integer"),
-        ({"kind": "reservoir", "leak": 1.5}, "models.m.leak", "(0, 1]"),
+        ({"kind": "lstm", "hidden_size": 0}, "models.m.hidden_size", "minimum of 1"),
+        ({"kind": "lstm", "dropout": 1.0}, "models.m.dropout", "exclusiveMaximum"),
+        ({"kind": "reservoir", "leak": 1.5}, "models.m.leak", "maximum of 1"),
         ({"kind": "transformer", "hidden_size": 30, "n_heads": 4}, "models.m.n_heads", "divisor"),
-        ({"kind": "ridge", "ridge_alphas": [1.0, -1.0]}, "models.m.ridge_alphas", "positive"),
+        ({"kind": "ridge", "ridge_alphas": [1.0, -1.0]}, "models.m.ridge_alphas.1", "minimum"),
         ({"source": "gpt2"}, "models.m.kind", "one of"),
         (
             {"kind": "llm", "source": "gpt2", "quantization": "8bit", "finetune": "full"},
             "models.m.finetune",
             "quantized",
         ),
+        (
+            {"kind": "llm", "source": "gpt2", "quantization": "4bit", "pretrained": False},
+            "models.m.quantization",
+            "untrained",
+        ),
+        (
+            {"kind": "llm", "source": "gpt2", "lora_target_modules": []},
+            "models.m.lora_target_modules",
+            "minItems",
+        ),
         ({"kind": "lstm", "source": "gpt2"}, "models.m.source", "non-llm"),
+        ([1, 2], "models.m", "mapping"),
     ],
 )
 def test_spec_from_config_errors(cfg, key, fragment):
@@ -192,7 +237,7 @@ def test_prepare_bundled_minilm(tmp_path):
     assert record["family"] == "encoder" and record["hidden_size"] == 384
     assert 0.5 < record["mean_embedding_norm"] < 2.0  # MiniLM token embeddings have norm ~1
     assert (out / "vocab.txt").is_file()  # tokenizer files travel along
-    spec = ModelSpec(name="minilm", kind="llm", source="bundled:minilm", finetune="head")
+    spec = make_spec("minilm", kind="llm", source="bundled:minilm", finetune="head")
     model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=out, seed=0)
     assert model(torch.randn(2, 5, N_NEURONS)).shape == (2, 5, N_OUTPUTS)
 
@@ -243,7 +288,7 @@ def test_lora_gpt2_uses_fan_in_fan_out_targets(tiny):
 
 
 def test_lora_bad_target_modules(tiny):
-    spec = llm_spec(tiny["llama"], lora_target_modules=("no_such_layer",))
+    spec = llm_spec(tiny["llama"], lora_target_modules=["no_such_layer"])
     with pytest.raises(ConfigError, match="lora_target_modules"):
         build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], seed=0)
 
@@ -371,7 +416,7 @@ def test_seeds_make_builds_identical(tiny, kind):
     if kind == "llm":
         spec, backbone = llm_spec(tiny["gpt2"]), tiny["gpt2"]
     else:
-        spec, backbone = ModelSpec(name=kind, kind=kind, hidden_size=16), None
+        spec, backbone = make_spec(kind, kind=kind, hidden_size=16), None
     rng_before = torch.get_rng_state()
     a = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=backbone, seed=11)
     b = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=backbone, seed=11)
@@ -387,7 +432,7 @@ def test_seeds_make_builds_identical(tiny, kind):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "reservoir", "transformer"])
 def test_baseline_forward_shapes(kind):
-    spec = ModelSpec(name=kind, kind=kind, hidden_size=16, num_layers=2, n_heads=2)
+    spec = make_spec(kind, kind=kind, hidden_size=16, num_layers=2, n_heads=2)
     model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, seed=0)
     assert model(torch.randn(4, 9, N_NEURONS)).shape == (4, 9, N_OUTPUTS)
     with pytest.raises(ValueError, match="expected shape"):
@@ -397,7 +442,7 @@ def test_baseline_forward_shapes(kind):
 def test_lstm_parameter_count_by_hand():
     h = 8
     model = build_decoder(
-        ModelSpec(name="l", kind="lstm", hidden_size=h),
+        make_spec("l", kind="lstm", hidden_size=h),
         N_NEURONS,
         N_OUTPUTS,
         backbone_dir=None,
@@ -409,7 +454,7 @@ def test_lstm_parameter_count_by_hand():
 
 
 def test_reservoir_is_fixed_except_readout():
-    spec = ModelSpec(name="r", kind="reservoir", hidden_size=32, spectral_radius=0.7)
+    spec = make_spec("r", kind="reservoir", hidden_size=32, spectral_radius=0.7)
     model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, seed=0)
     assert isinstance(model, ReservoirDecoder)
     radius = torch.linalg.eigvals(model.w_rec.double()).abs().max().item()
@@ -504,7 +549,7 @@ def test_save_load_round_trip_gives_identical_predictions(tiny, tmp_path, case):
     params = dict(ROUND_TRIPS[case])
     backbone = tiny["llama"] if params["kind"] == "llm" else None
     source = str(backbone) if backbone else None
-    spec = ModelSpec(name=case, source=source, **params)
+    spec = make_spec(case, source=source, **params)
     model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=backbone, seed=0)
     perturb_trainable(model)
     model.eval()
@@ -542,7 +587,7 @@ def test_head_mode_saves_only_the_heads(tiny, tmp_path):
 @pytest.mark.parametrize("kind", ["ridge", "mean"])
 def test_frame_decoder_round_trip(tmp_path, kind):
     x, y, _ = planted_linear(n_frames=120)
-    spec = ModelSpec(name=kind, kind=kind, ridge_alphas=(0.1, 10.0))
+    spec = make_spec(kind, kind=kind, ridge_alphas=[0.1, 10.0])
     model = build_decoder(spec, 20, N_OUTPUTS, backbone_dir=None, seed=0)
     model.fit(x[:80], y[:80], x[80:100], y[80:100])
     save_decoder(model, tmp_path / "saved")
@@ -553,10 +598,10 @@ def test_frame_decoder_round_trip(tmp_path, kind):
 
 
 def test_load_decoder_rejects_mismatches(tmp_path):
-    spec = ModelSpec(name="l", kind="lstm", hidden_size=8)
+    spec = make_spec("l", kind="lstm", hidden_size=8)
     model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, seed=0)
     save_decoder(model, tmp_path / "saved")
-    other = ModelSpec(name="l", kind="lstm", hidden_size=16)
+    other = make_spec("l", kind="lstm", hidden_size=16)
     with pytest.raises(InputFileError, match="expected the spec"):
         load_decoder(other, N_NEURONS, N_OUTPUTS, backbone_dir=None, out_dir=tmp_path / "saved")
     with pytest.raises(InputFileError, match="13 neurons"):

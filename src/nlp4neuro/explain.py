@@ -8,9 +8,11 @@ controls, and measures deletion curves; across runs it summarises region ranking
 from __future__ import annotations
 
 import copy
+import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,22 +21,29 @@ import torch
 import xarray as xr
 from torch import nn
 
-from nlp4neuro.anatomy import rank_consistency, region_enrichment, region_importance
-from nlp4neuro.dataset import InputNormaliser, lag_neural
+from nlp4neuro.anatomy import (
+    load_affine,
+    load_atlas,
+    neuron_regions,
+    region_enrichment,
+    region_importance,
+)
+from nlp4neuro.config import build
+from nlp4neuro.dataset import write_netcdf
+from nlp4neuro.metrics import SUMMED, ground_truth_auc, map_similarity
+from nlp4neuro.problem import DecodingProblem
+from nlp4neuro.provenance import atomic_output, versions, write_table
 from nlp4neuro.saliency import (
     SaliencyParams,
     attribute,
     correlation_motor_map,
     deletion_curve,
-    ground_truth_auc,
-    map_similarity,
     region_ablation,
     saliency_starts,
 )
 
 logger = logging.getLogger(__name__)
 
-SUMMED = "summed"
 # Integrated gradients' completeness error above which a map is flagged as unconverged.
 IG_DELTA_WARNING = 0.1
 
@@ -43,22 +52,26 @@ IG_DELTA_WARNING = 0.1
 class ExplainParams:
     """Region statistics, deletion curves and controls of one explained run.
 
+    Build with `params_from_config` from the validated ``saliency`` section (the schema holds
+    every default).
+
     Attributes:
         top_k: neurons counted as most salient (enrichment, overlaps); clipped to N.
         n_permutations: permutations of the region-enrichment test.
         deletion_ks: numbers of neurons masked in the deletion curves (those >= N are dropped).
         deletion_random_repeats: random neuron sets per k.
-        seed: seed of the permutations, random deletions and the weight-randomisation control.
+        seed: seed of the permutations, random deletions and the weight-randomisation control
+            (the run's training seed).
         randomised_control: also explain a copy of the model with its weights shuffled within
             each tensor (a model-randomisation sanity check: a faithful map must change).
     """
 
-    top_k: int = 30
-    n_permutations: int = 2000
-    deletion_ks: tuple[int, ...] = (5, 10, 20, 40, 80)
-    deletion_random_repeats: int = 10
-    seed: int = 0
-    randomised_control: bool = True
+    top_k: int
+    n_permutations: int
+    deletion_ks: tuple[int, ...]
+    deletion_random_repeats: int
+    seed: int
+    randomised_control: bool
 
 
 @dataclass
@@ -68,12 +81,30 @@ class Explanation:
     importance: xr.Dataset
     regions: pd.DataFrame
     deletion: pd.DataFrame
-    scores: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, Any]
 
 
-def split_slices(run_info: Mapping[str, Any]) -> dict[str, slice]:
-    """The run's train/val/test frame ranges (from run.json) as slices along the time axis."""
-    return {name: slice(s["start"], s["stop"]) for name, s in run_info["splits"].items()}
+@dataclass(frozen=True, eq=False)
+class _Run:
+    """One trained decoder on its lagged recording, as every step of an explanation sees it.
+
+    Attributes:
+        model: torch decoder, (batch, window, N) -> (batch, window, K).
+        x: (T', N) float32 normalised inputs of the lagged recording.
+        y: (T', K) float32 tail angles in rad.
+        starts: (n_windows,) int64 starts of the explained windows (positions along T').
+        window: window length in frames.
+        train_mean: (N,) float32 training-split mean of x: the value of a masked neuron.
+        device: where the model runs.
+    """
+
+    model: nn.Module
+    x: np.ndarray
+    y: np.ndarray
+    starts: np.ndarray
+    window: int
+    train_mean: np.ndarray
+    device: str | torch.device
 
 
 def randomised_copy(model: nn.Module, seed: int) -> nn.Module:
@@ -118,8 +149,7 @@ def driver_mask(dataset: xr.Dataset, ground_truth: xr.Dataset) -> np.ndarray:
 def explain_run(
     dataset: xr.Dataset,
     model: nn.Module,
-    normaliser: InputNormaliser,
-    run_info: Mapping[str, Any],
+    problem: DecodingProblem,
     saliency: SaliencyParams,
     params: ExplainParams,
     *,
@@ -129,11 +159,13 @@ def explain_run(
 ) -> Explanation:
     """Attribute, map onto regions, validate and control one trained decoder on one fish.
 
+    The lag, splits and normaliser are the run's own (its problem.json), never re-derived.
+
     Args:
-        dataset: the fish's dataset (architecture.md "Dataset netCDF").
+        dataset: the fish's dataset (architecture.md "Dataset netCDF"), unlagged; `problem`
+            checks it is the one the decoder was trained on.
         model: the trained torch decoder, (batch, window, N) -> (batch, window, K).
-        normaliser: the run's input normaliser (training-split statistics).
-        run_info: the run's run.json (splits, window).
+        problem: the run's decoding problem (lag, splits, window, normaliser).
         saliency: attribution settings.
         params: region statistics, deletion and control settings.
         regions: (N,) region label per neuron (dataset labels or an atlas lookup).
@@ -147,67 +179,118 @@ def explain_run(
         planted drivers, similarity to the correlation motor map and to the randomised-weights
         control, IG completeness).
     """
-    window = int(run_info["window_frames"])
-    splits = split_slices(run_info)
-    # the same pairing of tail and neural frames as in training
-    dataset = lag_neural(dataset, int(run_info["params"].get("neural_lag_frames", 0)))
-    x = normaliser.apply(dataset["dff"].values.astype(np.float32)).astype(np.float32)
-    y = dataset["tail"].values.astype(np.float32)
-    n_neurons = x.shape[1]
+    lagged = problem.lagged(dataset)
+    x, y = problem.recording(dataset)
+    starts = saliency_starts(problem.splits, problem.window_frames, saliency)
     # masking a neuron = setting it to its training mean (0 after z-scoring)
-    train_mean = x[splits["train"]].mean(axis=0).astype(np.float32)
-    starts = saliency_starts(splits, window, saliency)
-    logger.info("explaining %d windows of %d frames, %d neurons", len(starts), window, n_neurons)
-    baseline_values = train_mean if saliency.baseline == "training_mean" else None
-    importance = attribute(
-        model,
-        x,
-        starts,
-        window,
-        saliency,
-        device,
-        neuron_coords=dataset,
-        baseline_values=baseline_values,
-        segment_names=[str(s) for s in dataset["segment"].values],
+    train_mean = x[problem.splits["train"]].mean(axis=0).astype(np.float32)
+    run = _Run(model, x, y, starts, problem.window_frames, train_mean, device)
+    logger.info(
+        "explaining %d windows of %d frames, %d neurons", len(starts), run.window, x.shape[1]
     )
     regions = np.asarray(regions, dtype=object).astype(str)
-    importance = importance.assign_coords(region=("neuron", regions.astype(object)))
+    importance = _attribution(run, saliency, lagged).assign_coords(
+        region=("neuron", regions.astype(object))
+    )
     summed = importance["importance"].sel(target=SUMMED).values.astype(np.float64)
+    top_k = min(params.top_k, x.shape[1])
+    region_table = _region_table(run, summed, regions, params, top_k)
+    deletion = _deletion(run, summed, params)
+    explained = _explained_frames(problem, saliency)
+    motor_map = correlation_motor_map(x[explained], y[explained])
+    scores = _scores(run, importance, summed, motor_map, top_k, saliency)
+    if ground_truth is not None:
+        truth = _ground_truth_scores(driver_mask(lagged, ground_truth), summed, motor_map, top_k)
+        if truth is not None:
+            scores["ground_truth"] = truth
+    if params.randomised_control:
+        scores["randomised_weights"] = _randomised_control(run, summed, saliency, params, top_k)
+    return Explanation(importance, region_table, deletion, scores)
 
-    top_k = min(params.top_k, n_neurons)
-    region_table = region_importance(summed, regions)
+
+def _baseline_values(run: _Run, saliency: SaliencyParams) -> np.ndarray | None:
+    """Integrated gradients' baseline: the training mean, or None for all-zero inputs."""
+    return run.train_mean if saliency.baseline == "training_mean" else None
+
+
+def _attribution(run: _Run, saliency: SaliencyParams, lagged: xr.Dataset) -> xr.Dataset:
+    """Per-neuron importance of the explained windows, with the lagged recording's coords."""
+    return attribute(
+        run.model,
+        run.x,
+        run.starts,
+        run.window,
+        saliency,
+        run.device,
+        neuron_coords=lagged,
+        baseline_values=_baseline_values(run, saliency),
+        segment_names=[str(s) for s in lagged["segment"].values],
+    )
+
+
+def _region_table(
+    run: _Run, summed: np.ndarray, regions: np.ndarray, params: ExplainParams, top_k: int
+) -> pd.DataFrame:
+    """One row per region: mean importance, top-k enrichment (when testable), ablation damage.
+
+    Enrichment needs at least `top_k` labelled neurons in more than one region ("" and
+    "outside" are unlabelled).
+    """
+    table = region_importance(summed, regions)
     labelled = np.isin(regions, ["", "outside"], invert=True)
     if labelled.sum() >= top_k and len(set(regions[labelled])) > 1:
         enrichment = region_enrichment(
             summed, regions, top_k, n_permutations=params.n_permutations, seed=params.seed
         )
-        region_table = region_table.merge(enrichment, on="region", how="outer", suffixes=("", "_e"))
+        table = table.merge(enrichment, on="region", how="outer", suffixes=("", "_e"))
     ablation = region_ablation(
-        model, x, starts, window, regions, device, y_true=y, baseline_values=train_mean
+        run.model,
+        run.x,
+        run.starts,
+        run.window,
+        regions,
+        run.device,
+        y_true=run.y,
+        baseline_values=run.train_mean,
     )
-    region_table = region_table.merge(
-        ablation, on="region", how="outer", suffixes=("", "_ablation")
-    )
+    return table.merge(ablation, on="region", how="outer", suffixes=("", "_ablation"))
 
-    ks = [k for k in params.deletion_ks if k < n_neurons]
-    deletion = deletion_curve(
-        model,
-        x,
-        y,
-        starts,
-        window,
+
+def _deletion(run: _Run, summed: np.ndarray, params: ExplainParams) -> pd.DataFrame:
+    """RMSE with the k most important vs k random neurons masked, for each k < N."""
+    ks = [k for k in params.deletion_ks if k < run.x.shape[1]]
+    return deletion_curve(
+        run.model,
+        run.x,
+        run.y,
+        run.starts,
+        run.window,
         np.argsort(-summed, kind="stable"),
         ks,
         n_random=params.deletion_random_repeats,
         seed=params.seed,
-        device=device,
-        baseline_values=train_mean,
+        device=run.device,
+        baseline_values=run.train_mean,
     )
 
-    explained = np.zeros(len(x), dtype=bool)
+
+def _explained_frames(problem: DecodingProblem, saliency: SaliencyParams) -> np.ndarray:
+    """(T',) bool: rows of the lagged recording inside the explained splits."""
+    explained = np.zeros(problem.n_frames, dtype=bool)
     for name in saliency.splits:
-        explained[splits[name]] = True
-    motor_map = correlation_motor_map(x[explained], y[explained])
+        explained[problem.splits[name]] = True
+    return explained
+
+
+def _scores(
+    run: _Run,
+    importance: xr.Dataset,
+    summed: np.ndarray,
+    motor_map: np.ndarray,
+    top_k: int,
+    saliency: SaliencyParams,
+) -> dict[str, Any]:
+    """Window and neuron counts, similarity to the motor map and IG completeness."""
     delta = float(importance.attrs.get("convergence_delta_relative", float("nan")))
     if delta > IG_DELTA_WARNING:
         logger.warning(
@@ -217,120 +300,121 @@ def explain_run(
             delta,
             saliency.n_steps,
         )
-    scores: dict[str, Any] = {
-        "n_windows": len(starts),
-        "n_neurons": n_neurons,
+    return {
+        "n_windows": len(run.starts),
+        "n_neurons": run.x.shape[1],
         "top_k": top_k,
         "motor_map": map_similarity(summed, motor_map, top_k=top_k),
         "convergence_delta_relative": delta,
         "ig_converged": bool(delta <= IG_DELTA_WARNING) if np.isfinite(delta) else None,
     }
-    if ground_truth is not None:
-        drivers = driver_mask(dataset, ground_truth)
-        if 0 < drivers.sum() < n_neurons:
-            scores["ground_truth"] = {
-                "n_drivers": int(drivers.sum()),
-                "auc_importance": ground_truth_auc(summed, drivers),
-                "auc_motor_map": ground_truth_auc(motor_map, drivers),
-                "top_k_drivers": int(drivers[np.argsort(-summed)[:top_k]].sum()),
-            }
-    if params.randomised_control:
-        shuffled = randomised_copy(model, params.seed)
-        control = attribute(
-            shuffled, x, starts, window, saliency, device, baseline_values=baseline_values
-        )
-        control_summed = control["importance"].sel(target=SUMMED).values
-        scores["randomised_weights"] = map_similarity(summed, control_summed, top_k=top_k)
-    return Explanation(importance, region_table, deletion, scores)
 
 
-def summarise_explanations(
-    runs: Sequence[Mapping[str, Any]],
-    untrained_twins: Mapping[str, str],
-    *,
-    top_k: int = 30,
-) -> dict[str, pd.DataFrame]:
-    """Across runs: region tables, cross-fish consistency and control similarities.
-
-    Args:
-        runs: one mapping per explained run with keys model, window, fish, seed, ``regions``
-            (DataFrame), ``scores`` (dict) and ``importance`` (xr.Dataset).
-        untrained_twins: pretrained model -> its untrained twin.
-        top_k: overlap size for map similarities.
-
-    Returns:
-        ``regions`` (all runs' region rows with run columns), ``consistency`` (per model, window
-        and seed: Kendall's W and mean Spearman of region rankings across fish) and
-        ``controls`` (per run: ground-truth AUC, motor-map and randomised-weights similarity,
-        and similarity to the untrained twin's map of the same fish, window and seed).
-    """
-    keys = ("model", "window", "fish", "seed")
-    region_rows = [run["regions"].assign(**{k: run[k] for k in keys}) for run in runs]
-    regions = pd.concat(region_rows, ignore_index=True) if region_rows else pd.DataFrame()
-
-    consistency = []
-    grouped: dict[tuple, dict[str, pd.DataFrame]] = {}
-    for run in runs:
-        grouped.setdefault((run["model"], run["window"], run["seed"]), {})[str(run["fish"])] = run[
-            "regions"
-        ]
-    for (model, window, seed), tables in grouped.items():
-        row: dict[str, Any] = {"model": model, "window": window, "seed": seed}
-        if len(tables) >= 2:
-            result = rank_consistency(tables, value="mean")
-            row.update({k: v for k, v in result.items() if k != "regions"})
-        else:
-            row.update(n_fish=len(tables), note="consistency needs at least 2 fish")
-        consistency.append(row)
-
-    by_key = {tuple(run[k] for k in keys): run for run in runs}
-    controls = []
-    for run in runs:
-        scores = run["scores"]
-        row = {k: run[k] for k in keys}
-        truth = scores.get("ground_truth", {})
-        row.update(
-            auc_importance=truth.get("auc_importance", np.nan),
-            auc_motor_map=truth.get("auc_motor_map", np.nan),
-            top_k_drivers=truth.get("top_k_drivers", np.nan),
-            n_drivers=truth.get("n_drivers", np.nan),
-            motor_map_spearman=scores["motor_map"]["spearman_rho"],
-            randomised_spearman=scores.get("randomised_weights", {}).get("spearman_rho", np.nan),
-            randomised_jaccard_top_k=scores.get("randomised_weights", {}).get(
-                "jaccard_top_k", np.nan
-            ),
-            convergence_delta_relative=scores.get("convergence_delta_relative", np.nan),
-            ig_converged=scores.get("ig_converged"),
-        )
-        twin = untrained_twins.get(run["model"])
-        twin_run = by_key.get((twin, run["window"], run["fish"], run["seed"])) if twin else None
-        if twin_run is not None:
-            similarity = map_similarity(
-                run["importance"]["importance"].sel(target=SUMMED).values,
-                twin_run["importance"]["importance"].sel(target=SUMMED).values,
-                top_k=top_k,
-            )
-            row.update(
-                twin=twin,
-                twin_spearman=similarity["spearman_rho"],
-                twin_jaccard_top_k=similarity["jaccard_top_k"],
-            )
-        controls.append(row)
+def _ground_truth_scores(
+    drivers: np.ndarray, summed: np.ndarray, motor_map: np.ndarray, top_k: int
+) -> dict[str, Any] | None:
+    """ROC-AUC of the map and of the motor map against planted drivers; None when all or none
+    of the neurons are drivers (no AUC)."""
+    if not 0 < drivers.sum() < drivers.size:
+        return None
     return {
-        "regions": regions,
-        "consistency": pd.DataFrame(consistency),
-        "controls": pd.DataFrame(controls),
+        "n_drivers": int(drivers.sum()),
+        "auc_importance": ground_truth_auc(summed, drivers),
+        "auc_motor_map": ground_truth_auc(motor_map, drivers),
+        "top_k_drivers": int(drivers[np.argsort(-summed)[:top_k]].sum()),
     }
 
 
+def _randomised_control(
+    run: _Run, summed: np.ndarray, saliency: SaliencyParams, params: ExplainParams, top_k: int
+) -> dict[str, float]:
+    """Similarity of the map to that of a weight-shuffled copy of the model (should be low)."""
+    shuffled = randomised_copy(run.model, params.seed)
+    control = attribute(
+        shuffled,
+        run.x,
+        run.starts,
+        run.window,
+        saliency,
+        run.device,
+        baseline_values=_baseline_values(run, saliency),
+    )
+    control_summed = control["importance"].sel(target=SUMMED).values
+    return map_similarity(summed, control_summed, top_k=top_k)
+
+
+def configured_regions(dataset: xr.Dataset, atlas: Mapping[str, Any]) -> np.ndarray:
+    """(N,) region label per neuron: an atlas lookup, or the dataset's own labels.
+
+    Args:
+        dataset: the fish's dataset (neuron coords x_um, y_um, z_um and, without an atlas,
+            region).
+        atlas: the validated config section ``saliency.atlas`` (kind null = the dataset's own
+            labels).
+    """
+    affine = load_affine(atlas["affine"]) if atlas["affine"] is not None else None
+    if atlas["kind"] is None:
+        return neuron_regions(dataset, None, affine)
+    loaded = load_atlas(
+        atlas["kind"],
+        atlas["path"],
+        names_path=atlas["labels"],
+        voxel_size_um=atlas["voxel_size_um"],
+        masks=atlas["masks"],
+    )
+    return neuron_regions(dataset, loaded, affine)
+
+
+def write_explanation(
+    explanation: Explanation,
+    problem: DecodingProblem,
+    *,
+    importance: str | Path,
+    regions: str | Path,
+    deletion: str | Path,
+    scores: str | Path,
+    parameters: Mapping[str, Any],
+) -> None:
+    """Write one run's explanation, each file atomically: the importance netCDF, the region and
+    deletion tables (each with a provenance sidecar) and the scores JSON.
+
+    The sidecars and the scores record `parameters` plus the run's splits (``run``, rows of the
+    lagged recording) and neural lag.
+    """
+    splits = {name: {"start": s.start, "stop": s.stop} for name, s in problem.splits.items()}
+    record = {
+        **parameters,
+        "run": splits,
+        "neural_lag_frames": problem.params.neural_lag_frames,
+    }
+    write_netcdf(explanation.importance, importance)
+    write_table(explanation.regions, regions, record)
+    write_table(explanation.deletion, deletion, record)
+    with atomic_output(scores) as tmp:
+        tmp.write_text(
+            json.dumps(
+                {**explanation.scores, "parameters": record, "versions": versions()},
+                indent=2,
+                default=str,
+            )
+        )
+
+
 def params_from_config(
-    saliency: Mapping[str, Any], seed: int = 0
+    saliency: Mapping[str, Any], seed: int
 ) -> tuple[SaliencyParams, ExplainParams]:
-    """Split the config's ``saliency`` section into attribution and explanation parameters."""
-    attribution_keys = {f for f in SaliencyParams.__dataclass_fields__}
-    explain_keys = {f for f in ExplainParams.__dataclass_fields__} - {"seed"}
-    attribution = {k: v for k, v in saliency.items() if k in attribution_keys}
-    explanation = {k: v for k, v in saliency.items() if k in explain_keys}
-    if "deletion_ks" in explanation:
-        explanation["deletion_ks"] = tuple(explanation["deletion_ks"])
-    return SaliencyParams(**attribution), ExplainParams(**explanation, seed=seed)
+    """Attribution and explanation parameters from the validated ``saliency`` section.
+
+    Args:
+        saliency: `nlp4neuro.config.section("saliency", ...)` (or the workflow's validated
+            config["saliency"]).
+        seed: the run's training seed (permutations, random deletions, weight shuffling).
+    """
+    explanation = build(
+        ExplainParams,
+        saliency,
+        "saliency",
+        seed=int(seed),
+        deletion_ks=tuple(saliency["deletion_ks"]),
+    )
+    return SaliencyParams.from_config(saliency), explanation

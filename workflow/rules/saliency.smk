@@ -3,7 +3,10 @@
 
 rule explain_decoder:
     input:
+        # dataset, model/, predictions.nc; the backbone for llm; the raw fish for synthetic data
         unpack(get_explain_inputs),
+        run_info="results/train/{model}/w{window}/fish{fish}/seed{seed}/run.json",
+        problem="results/train/{model}/w{window}/fish{fish}/seed{seed}/problem.json",
         atlas=atlas_inputs(),
     output:
         importance="results/saliency/{model}/w{window}/fish{fish}/seed{seed}/importance.nc",
@@ -108,13 +111,14 @@ rule summarise_saliency:
     log:
         "logs/saliency/summarise_saliency.log",
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/evaluation.yaml"
     threads: 1
     resources:
         mem_mb=4000,
     params:
         runs=saliency_runs(),
         untrained_twins=UNTRAINED_TWINS,
+        top_k=config["saliency"]["top_k"],
         code=code_digest("summarise_saliency"),
     script:
         "../scripts/summarise_saliency.py"

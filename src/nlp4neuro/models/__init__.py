@@ -1,7 +1,7 @@
 """Decoders: LLM backbones from offline sources, the LLM decoder and classic baselines.
 
 Public API (see each submodule for details):
-- `ModelSpec` (spec): one model's parameters, validated from the config.
+- `ModelSpec` (spec): one model's parameters, built from a validated config entry.
 - `resolve_source`, `prepare_backbone`, `make_tiny_backbone` (backbones): backbone folders.
 - `LLMDecoder` (llm): frames as tokens through a pretrained language model.
 - `RecurrentDecoder`, `ReservoirDecoder`, `TransformerDecoder`, `RidgeDecoder`, `MeanDecoder`
@@ -35,12 +35,10 @@ from nlp4neuro.models.build import (
     trainable_parameter_count,
 )
 from nlp4neuro.models.llm import LLMDecoder, load_backbone
-from nlp4neuro.models.spec import FINETUNE_MODES, MODEL_KINDS, QUANTIZATIONS, ModelSpec
+from nlp4neuro.models.spec import FRAME_KINDS, ModelSpec
 
 __all__ = [
-    "FINETUNE_MODES",
-    "MODEL_KINDS",
-    "QUANTIZATIONS",
+    "FRAME_KINDS",
     "LLMDecoder",
     "MeanDecoder",
     "ModelSpec",

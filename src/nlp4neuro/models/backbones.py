@@ -230,43 +230,46 @@ def prepare_backbone(
     logger.info("preparing backbone %s (%s) -> %s", source, resolved.kind, out_dir)
     with tempfile.TemporaryDirectory(prefix="nlp4neuro_backbone_") as scratch:
         model, checksums = _load_source_model(resolved, Path(scratch), allow_download, key)
-        config = model.config
-        family = backbone_family(config, name=source)
-        hidden = backbone_hidden_size(config, name=source)
-        emb_norm = float(mean_embedding_norm(model))
-        n_params = sum(p.numel() for p in model.parameters())
+        record = _source_record(resolved, model, checksums)
         with atomic_output(out_dir) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             if resolved.kind == "folder" and resolved.path is not None:
                 for name in _TOKENIZER_FILES:
                     if (resolved.path / name).is_file():
                         shutil.copy2(resolved.path / name, tmp / name)
-            record = {
-                "source": source,
-                "kind": resolved.kind,
-                "path": str(resolved.path) if resolved.path else None,
-                "hub_id": resolved.hub_id,
-                "package": resolved.package,
-                "package_version": resolved.package_version,
-                "sha256": checksums,
-                "model_type": config.model_type,
-                "family": family,
-                "hidden_size": hidden,
-                "mean_embedding_norm": emb_norm,
-                "n_parameters": n_params,
-                "dtype": str(next(model.parameters()).dtype),
-                "versions": versions(),
-            }
             (tmp / SOURCE_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
     logger.info(
         "backbone %s: %s family, hidden %d, %.1f M parameters, prepared in %.1f s",
-        config.model_type,
-        family,
-        hidden,
-        n_params / 1e6,
+        record["model_type"],
+        record["family"],
+        record["hidden_size"],
+        record["n_parameters"] / 1e6,
         time.perf_counter() - start,
     )
     return out_dir
+
+
+def _source_record(
+    resolved: ResolvedSource, model: Any, checksums: dict[str, str]
+) -> dict[str, Any]:
+    """What `nlp4neuro_source.json` says about a prepared backbone (see `prepare_backbone`)."""
+    config = model.config
+    return {
+        "source": resolved.source,
+        "kind": resolved.kind,
+        "path": str(resolved.path) if resolved.path else None,
+        "hub_id": resolved.hub_id,
+        "package": resolved.package,
+        "package_version": resolved.package_version,
+        "sha256": checksums,
+        "model_type": config.model_type,
+        "family": backbone_family(config, name=resolved.source),
+        "hidden_size": backbone_hidden_size(config, name=resolved.source),
+        "mean_embedding_norm": float(mean_embedding_norm(model)),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": str(next(model.parameters()).dtype),
+        "versions": versions(),
+    }
 
 
 def _text_config(config: Any) -> Any:

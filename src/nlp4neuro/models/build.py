@@ -22,7 +22,7 @@ from nlp4neuro.models.baselines import (
     TransformerDecoder,
 )
 from nlp4neuro.models.llm import LLMDecoder, build_llm_decoder
-from nlp4neuro.models.spec import ModelSpec
+from nlp4neuro.models.spec import FRAME_KINDS, ModelSpec
 from nlp4neuro.provenance import atomic_output, versions
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def build_decoder(
     for name, value in (("n_neurons", n_neurons), ("n_outputs", n_outputs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: expected a positive integer, found {value!r}")
-    if spec.kind in ("ridge", "mean"):
+    if spec.kind in FRAME_KINDS:
         frame_model: RidgeDecoder | MeanDecoder = (
             RidgeDecoder(n_neurons, n_outputs, spec.ridge_alphas)
             if spec.kind == "ridge"
@@ -152,7 +152,7 @@ def trainable_parameter_count(model: Decoder) -> tuple[int, int]:
 
 
 def _save_format(spec: ModelSpec) -> str:
-    if spec.kind in ("ridge", "mean"):
+    if spec.kind in FRAME_KINDS:
         return spec.kind
     if spec.kind != "llm" or not spec.pretrained or spec.finetune == "full":
         # Untrained twins keep their whole random backbone: re-drawing it from a seed would
@@ -240,6 +240,34 @@ def load_decoder(
             the one requested.
     """
     out_dir = Path(out_dir)
+    meta = _read_saved_spec(out_dir, spec, n_neurons, n_outputs)
+    if spec.kind in FRAME_KINDS:
+        frame_model = (RidgeDecoder if spec.kind == "ridge" else MeanDecoder).load(out_dir)
+        frame_model.spec = spec
+        return frame_model
+    _check_backbone(meta.get("backbone"), backbone_dir)
+    fmt = meta.get("format")
+    if fmt != _save_format(spec):
+        raise InputFileError(out_dir / SPEC_FILE, f"format {_save_format(spec)!r}", fmt)
+    adapter_dir = out_dir / "adapter" if fmt == "lora" else None
+    if adapter_dir is not None and not (adapter_dir / "adapter_config.json").is_file():
+        raise InputFileError(adapter_dir, "a peft adapter folder", "no adapter_config.json")
+    # The seed does not matter: every random weight is overwritten by the saved ones.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = _build_torch(spec, n_neurons, n_outputs, backbone_dir, device, adapter_dir)
+    if fmt == "state_dict":
+        _load_state_dict(model, out_dir / "model.safetensors", spec, device)
+    else:
+        _load_heads(model, out_dir / "heads.safetensors", device)
+    model.eval()
+    return model
+
+
+def _read_saved_spec(
+    out_dir: Path, spec: ModelSpec, n_neurons: int, n_outputs: int
+) -> dict[str, Any]:
+    """The folder's spec.json, checked against the requested spec and shapes."""
     meta_path = out_dir / SPEC_FILE
     if not meta_path.is_file():
         raise InputFileError(meta_path, "a decoder folder written by save_decoder", "no spec.json")
@@ -252,54 +280,46 @@ def load_decoder(
         )
     if meta.get("spec") != spec.to_dict():
         raise InputFileError(meta_path, f"the spec {spec.to_dict()}", meta.get("spec"))
-    if spec.kind in ("ridge", "mean"):
-        frame_model = (RidgeDecoder if spec.kind == "ridge" else MeanDecoder).load(out_dir)
-        frame_model.spec = spec
-        return frame_model
-    saved_backbone = meta.get("backbone")
-    current_backbone = _backbone_record(backbone_dir)
-    if saved_backbone and current_backbone and saved_backbone != current_backbone:
+    return meta
+
+
+def _check_backbone(saved: dict[str, Any] | None, backbone_dir: str | Path | None) -> None:
+    """Refuse a backbone folder other than the one the decoder was trained with."""
+    current = _backbone_record(backbone_dir)
+    if saved and current and saved != current:
         raise InputFileError(
             Path(str(backbone_dir)),
-            f"the backbone the decoder was trained with ({saved_backbone['source']})",
-            current_backbone["source"],
+            f"the backbone the decoder was trained with ({saved['source']})",
+            current["source"],
         )
-    fmt = meta.get("format")
-    if fmt != _save_format(spec):
-        raise InputFileError(meta_path, f"format {_save_format(spec)!r}", fmt)
-    adapter_dir = out_dir / "adapter" if fmt == "lora" else None
-    if adapter_dir is not None and not (adapter_dir / "adapter_config.json").is_file():
-        raise InputFileError(adapter_dir, "a peft adapter folder", "no adapter_config.json")
-    # The seed does not matter: every random weight is overwritten by the saved ones.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = _build_torch(spec, n_neurons, n_outputs, backbone_dir, device, adapter_dir)
-    if fmt == "state_dict":
-        weights = out_dir / "model.safetensors"
-        if not weights.is_file():
-            raise InputFileError(weights, "the decoder's saved weights", "no such file")
-        missing, unexpected = load_model(model, str(weights), strict=False, device=device)
-        if missing or unexpected:
-            raise InputFileError(
-                weights,
-                f"weights for {spec.kind} '{spec.name}'",
-                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}",
-            )
-    else:
-        heads_path = out_dir / "heads.safetensors"
-        if not heads_path.is_file():
-            raise InputFileError(heads_path, "the decoder's input/output layers", "no such file")
-        heads = load_file(str(heads_path), device=device)
-        result = model.load_state_dict(heads, strict=False)
-        missing = [k for k in result.missing_keys if not k.startswith("backbone.")]
-        if missing or result.unexpected_keys:
-            raise InputFileError(
-                heads_path,
-                "input_proj/output_head weights and scale buffers",
-                f"missing {missing}, unexpected {result.unexpected_keys}",
-            )
-    model.eval()
-    return model
+
+
+def _load_state_dict(model: nn.Module, weights: Path, spec: ModelSpec, device: str) -> None:
+    """Load every weight and buffer of a `state_dict`-format decoder."""
+    if not weights.is_file():
+        raise InputFileError(weights, "the decoder's saved weights", "no such file")
+    missing, unexpected = load_model(model, str(weights), strict=False, device=device)
+    if missing or unexpected:
+        raise InputFileError(
+            weights,
+            f"weights for {spec.kind} '{spec.name}'",
+            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}",
+        )
+
+
+def _load_heads(model: nn.Module, heads_path: Path, device: str) -> None:
+    """Load an LLM decoder's input/output layers and scale buffers (the backbone is loaded)."""
+    if not heads_path.is_file():
+        raise InputFileError(heads_path, "the decoder's input/output layers", "no such file")
+    heads = load_file(str(heads_path), device=device)
+    result = model.load_state_dict(heads, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("backbone.")]
+    if missing or result.unexpected_keys:
+        raise InputFileError(
+            heads_path,
+            "input_proj/output_head weights and scale buffers",
+            f"missing {missing}, unexpected {result.unexpected_keys}",
+        )
 
 
 def initialise_readout(model: nn.Module, target_mean: np.ndarray, target_std: np.ndarray) -> bool:
