@@ -1,4 +1,4 @@
-"""A real single-node SLURM cluster on 127.0.0.1 for the tests (shared/reference/slurm-localhost.md).
+"""A real single-node SLURM on 127.0.0.1 for the tests (shared/reference/slurm-localhost.md).
 
 `single_node_cluster(folder)` installs Debian's slurm-wlm and munge when they are missing, writes
 a private slurm.conf with a `cpu` partition and a `gpu` partition (two fake GPUs as gres), starts
@@ -20,9 +20,51 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 PACKAGES = ("slurm-wlm", "munge")
 DAEMONS = ("/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged")
 MUNGE_PID = Path("/run/munge/munged.pid")
+# What the test node offers: the machine's 2 cores, 20 GB and two fake GPUs.
+NODE_HARDWARE = "CPUs=2 Sockets=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=20000 Gres=gpu:2"
+
+
+SLURM_PROFILE = Path(__file__).resolve().parents[1] / "profiles" / "slurm"
+# Polling options for this tiny cluster: without slurmdbd, sacct cannot answer (the plugin
+# would then wait forever), and the default first status check comes after 40 s.
+FAST_POLLING = {
+    "slurm-status-command": "squeue",
+    "slurm-init-seconds-before-status-checks": 1,
+    "seconds-between-status-checks": 2,
+    "latency-wait": 5,
+}
+PARTITIONS = {"YOUR_PARTITION": "cpu", "YOUR_GPU_PARTITION": "gpu"}
+
+
+def _scale(value: object, limit: int) -> object:
+    """A profile resource scaled to the test node: `32000 * attempt` -> `limit * attempt`."""
+    if isinstance(value, str) and "attempt" in value:
+        return f"{limit} * attempt"
+    return min(int(value), limit) if isinstance(value, int) else value
+
+
+def site_profile(dest: Path) -> Path:
+    """profiles/slurm filled in for the test node: partitions named, no account, sizes scaled."""
+    shutil.copytree(SLURM_PROFILE, dest)
+    partitions = (dest / "partitions.yaml").read_text()
+    for placeholder, name in PARTITIONS.items():
+        partitions = partitions.replace(placeholder, name)
+    (dest / "partitions.yaml").write_text(partitions)
+    profile = yaml.safe_load((dest / "config.yaml").read_text())
+    assert profile["default-resources"].pop("slurm_account") == "YOUR_ACCOUNT"
+    profile["slurm-partition-config"] = str(dest / "partitions.yaml")
+    profile["set-threads"] = {rule: 1 for rule in profile["set-threads"]}
+    for resources in profile["set-resources"].values():
+        resources["mem_mb"] = _scale(resources["mem_mb"], 1500)
+    profile["default-resources"]["mem_mb"] = 1500
+    profile.update(FAST_POLLING)
+    (dest / "config.yaml").write_text(yaml.safe_dump(profile))
+    return dest
 
 
 @dataclass(frozen=True)
@@ -76,7 +118,7 @@ SlurmdLogFile={folder}/slurmd.log
 MinJobAge=600
 SlurmdParameters=config_overrides
 GresTypes=gpu
-NodeName={node} NodeAddr=127.0.0.1 CPUs=2 Sockets=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=20000 Gres=gpu:2 State=UNKNOWN
+NodeName={node} NodeAddr=127.0.0.1 {NODE_HARDWARE} State=UNKNOWN
 PartitionName=cpu Nodes={node} Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes={node} Default=NO MaxTime=INFINITE State=UP
 """

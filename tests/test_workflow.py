@@ -7,6 +7,8 @@ BERT backbones, short training) backs most tests here; they assert on the files 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,63 +18,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
-from _workflow import ROOT, SNAKEMAKE, snakemake
+from _workflow import FISH, MODELS, ROOT, SNAKEMAKE, snakemake, tiny_config
 
 from nlp4neuro.dataset import open_dataset
-from nlp4neuro.models import make_tiny_backbone
-
-FISH = [1, 2, 3]
-MODELS = ["tinyllama", "tinyllama_untrained", "tinybert", "gru", "ridge", "mean"]
-
 
 pytestmark = pytest.mark.e2e
-
-
-def tiny_config(workdir: Path) -> dict:
-    return {
-        "seed": 3,
-        "fish": FISH,
-        "simulation": {"n_neurons": 90, "n_planes": 2, "n_frames": 220},
-        "decoding": {"windows": [5], "seeds": [0]},
-        "training": {"epochs": 2, "batch_size": 16, "learning_rate": 0.001},
-        "models": {
-            "tinyllama": {
-                "kind": "llm",
-                "source": str(workdir / "backbones" / "tiny_llama"),
-                "finetune": "lora",
-                "lora_r": 4,
-            },
-            "tinybert": {
-                "kind": "llm",
-                "source": str(workdir / "backbones" / "tiny_bert"),
-                "finetune": "head",
-                "untrained_twin": False,
-            },
-            "gru": {"kind": "gru", "hidden_size": 16},
-            "ridge": {"kind": "ridge"},
-            "mean": {"kind": "mean"},
-        },
-        "evaluation": {"n_bootstrap": 200},
-        "saliency": {
-            "n_steps": 4,
-            "top_k": 10,
-            "n_permutations": 100,
-            "deletion_ks": [2, 5],
-            "deletion_random_repeats": 3,
-        },
-    }
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """Run the whole workflow once on the tiny configuration; return its working directory."""
-    workdir = tmp_path_factory.mktemp("workflow")
-    make_tiny_backbone(workdir / "backbones" / "tiny_llama", "llama")
-    make_tiny_backbone(workdir / "backbones" / "tiny_bert", "bert")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config(workdir)))
-    result = snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "config.yaml"))
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
 
 
 def dry_run(workdir: Path, *args: str) -> dict[str, int]:
@@ -94,7 +44,8 @@ def test_default_config_dry_run_shows_every_stage_per_fish(tmp_path):
     for rule in ("simulate_fish", "ingest_fish", "compute_dff", "assemble_dataset"):
         assert jobs[rule] == n_fish, jobs
     assert jobs["prepare_backbone"] == 2  # SmolLM2 and MiniLM, shared by their twins
-    assert jobs["train_llm"] == 4 * n_fish  # two pretrained LLMs and their untrained twins
+    n_models = len(config["models"]) + 2  # two pretrained LLMs have untrained twins
+    assert jobs["train_decoder"] == n_models * n_fish
     assert jobs["explain_decoder"] == 4 * n_fish
     assert jobs["score_predictions"] == jobs["compare_models"] == 1
 
@@ -103,8 +54,8 @@ def test_paper_scale_synthetic_preset_dry_run(tmp_path):
     jobs = dry_run(tmp_path, "--configfile", str(ROOT / "config/synthetic-paper-scale.yaml"))
     assert jobs["simulate_fish"] == 5
     # 2 LLMs + 2 untrained twins, x 2 windows x 5 fish x 3 seeds
-    assert jobs["train_llm"] == 4 * 2 * 5 * 3
-    assert jobs["train_baseline"] == 3 * 2 * 5 * 3
+    # (2 LLMs + 2 untrained twins + 3 baselines) x 2 windows x 5 fish x 3 seeds
+    assert jobs["train_decoder"] == 7 * 2 * 5 * 3
 
 
 def test_lint_and_format_are_clean():
@@ -244,8 +195,8 @@ def test_changing_one_model_reruns_only_its_jobs(tiny_run, tmp_path):
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     jobs = dry_run(tiny_run, "--configfile", str(changed))
-    assert jobs["train_baseline"] == len(FISH)  # the GRU on every fish, nothing else trains
-    assert "train_llm" not in jobs and "explain_decoder" not in jobs
+    assert jobs["train_decoder"] == len(FISH)  # the GRU on every fish, nothing else trains
+    assert "explain_decoder" not in jobs
     assert jobs["score_predictions"] == 1
 
 
@@ -263,3 +214,59 @@ def test_suite2p_source_reads_an_existing_raw_folder(tiny_run, tmp_path):
     reference = open_dataset(tiny_run / "results/datasets/fish1.nc")
     np.testing.assert_array_equal(ours["dff"].values, reference["dff"].values)
     assert "simulate_fish" not in result.stderr
+
+
+def modules_loaded_per_rule(workdir: Path) -> dict[str, set[str]]:
+    """The package modules each rule's jobs really loaded (every job logs them at exit)."""
+    loaded: dict[str, set[str]] = {}
+    for log in (workdir / "logs").rglob("*.log"):
+        text = log.read_text(errors="replace")
+        rule = re.search(r"rule (\w+), wildcards", text)
+        modules = re.search(r"package modules loaded: (.*)", text)
+        if rule and modules:
+            loaded.setdefault(rule.group(1), set()).update(modules.group(1).split())
+    return loaded
+
+
+def module_name(path: Path, src: Path) -> str:
+    parts = path.relative_to(src).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def rules_with_changed_params(repo: Path, workdir: Path) -> set[str]:
+    """Rules that a dry run of `repo`'s workflow would rerun because their params changed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-n",
+         "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+         "--rerun-triggers", "params"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rules = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout + result.stderr):
+        name = re.match(r"(?:local)?rule (\w+):", block)
+        if name and "Params have changed" in block:
+            rules.add(name.group(1))
+    return rules
+
+
+def test_editing_a_module_reruns_exactly_the_rules_that_load_it(tiny_run, tmp_path):
+    """Code digests follow the imports: no rule misses a module it runs, none reruns needlessly."""
+    repo = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("src", "workflow", "profiles"):
+        shutil.copytree(ROOT / name, repo / name, ignore=ignore)
+    shutil.copy(ROOT / "Snakefile", repo / "Snakefile")
+    loaded = modules_loaded_per_rule(tiny_run)
+    assert {"train_decoder", "explain_decoder", "ingest_fish"} <= set(loaded)
+    assert rules_with_changed_params(repo, tiny_run) == set()
+    src = repo / "src"
+    for module in sorted((src / "nlp4neuro").rglob("*.py")):
+        name = module_name(module, src)
+        expected = {rule for rule, modules in loaded.items() if name in modules}
+        original = module.read_text()
+        module.write_text(original + "\n# an edit\n")
+        try:
+            assert rules_with_changed_params(repo, tiny_run) == expected, name
+        finally:
+            module.write_text(original)

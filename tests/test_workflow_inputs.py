@@ -26,10 +26,10 @@ import pytest
 import xarray as xr
 import yaml
 from _workflow import snakemake
+from fixtures_atlas import make_synthetic_atlas
 
-from nlp4neuro.anatomy import make_synthetic_atlas
 from nlp4neuro.dataset import open_dataset
-from nlp4neuro.io import read_tail_table, tail_per_frame
+from nlp4neuro.ingest.tail import read_tail_table, tail_per_frame
 from nlp4neuro.preprocessing import reference_normalise
 from nlp4neuro.provenance import sha256_file
 from nlp4neuro.simulate import SimulationParams, simulate_fish
@@ -42,14 +42,16 @@ N_TAIL_FRAMES = N_FRAMES - 2  # the simulator, like the paper, has no tail for t
 FRAME_RATE_HZ = 1.1
 PIXEL_SIZE_UM = 0.6
 PLANE_SPACING_UM = 10.0
-SIM = SimulationParams(
-    n_neurons=N_NEURONS,
-    n_planes=N_PLANES,
-    n_frames=N_FRAMES,
-    frame_rate_hz=FRAME_RATE_HZ,
+SIM = SimulationParams.from_config(
+    {
+        "n_neurons": N_NEURONS,
+        "n_planes": N_PLANES,
+        "n_frames": N_FRAMES,
+        "frame_rate_hz": FRAME_RATE_HZ,
+        "write_noiseless_dff": False,
+    },
     pixel_size_um=PIXEL_SIZE_UM,
     plane_spacing_um=PLANE_SPACING_UM,
-    write_noiseless_dff=False,
 )
 MODELS = {
     "ridge": {"kind": "ridge"},

@@ -38,6 +38,7 @@ file, unless ``strict=False``.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import itertools
@@ -45,6 +46,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -253,7 +255,7 @@ def select_files(files: Iterable[RemoteFile], include: Sequence[str]) -> list[Re
 
 
 _GROUPS = {
-    # The raw suite2p layout that io.ingest_fish reads (stimulus_df.tab only exists for 9, 10).
+    # The raw suite2p layout that nlp4neuro.ingest reads (stimulus_df.tab only exists for 9, 10).
     "raw": (
         "raw_data_f{n}/plane_*/F.npy",
         "raw_data_f{n}/plane_*/stat.npy",
@@ -717,3 +719,28 @@ def write_manifest(report: FetchReport, path: str | Path) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     return path
+
+
+def publish(report: FetchReport, out_dir: str | Path) -> FetchReport:
+    """Hard-link every downloaded file from the report's folder into `out_dir`; return the report
+    of `out_dir`.
+
+    The workflow downloads into a staging folder that is no rule output, so Snakemake never
+    deletes the partial or verified files there before a rerun (resume and skip keep working),
+    and publishes the verified files into the folders the ingest reads. Links cost no disk; a
+    file system without hard links gets copies.
+    """
+    staging, out = Path(report.out_dir), Path(out_dir)
+    for relative in sorted(report.files):
+        source, target = staging / relative, out / relative
+        if target.exists() and os.path.samefile(source, target):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.publish")
+        temporary.unlink(missing_ok=True)
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copy2(source, temporary)
+        os.replace(temporary, target)
+    return dataclasses.replace(report, out_dir=str(out))

@@ -506,7 +506,7 @@ def _not_allowed(key: str, value: Any) -> ConfigError:
 
 
 def preprocess_ingested(ingested: xr.Dataset, params: PreprocessingParams) -> xr.Dataset:
-    """`preprocess` applied to an ingested fish (see `nlp4neuro.io.ingest_fish`).
+    """`preprocess` applied to an ingested fish (see `nlp4neuro.ingest`).
 
     Returns a Dataset with ``signal`` (neuron, frame) float32 for the kept neurons only; the
     ``neuron`` coordinate holds their indices in the ingested dataset, so that the neuron

@@ -1,5 +1,6 @@
 # Config validation, wildcard constraints and the small helpers that derive the DAG from the config.
 # Nothing here reads files made by the workflow, so dry runs always work.
+import os
 import re
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ sys.path.insert(0, str(SRC_DIR))
 
 from nlp4neuro import codedigest
 from nlp4neuro.config import validate_config
+from nlp4neuro.errors import ConfigError
 
 # The schema (src/nlp4neuro/config.schema.yaml) holds every default; a bad key stops here.
 _validated = validate_config(config)
@@ -16,15 +18,11 @@ config.clear()
 config.update(_validated)
 
 
-class ConfigValueError(ValueError):
-    pass
-
-
 def _check(condition, key, expected, found):
+    """Stop while the workflow is planned, naming the config key: on a cluster a late error
+    costs hours."""
     if not condition:
-        raise ConfigValueError(
-            f"config key '{key}': expected {expected}, found {found!r}"
-        )
+        raise ConfigError(key, expected, found)
 
 
 def expand_models(models):
@@ -33,7 +31,7 @@ def expand_models(models):
     for name, spec in models.items():
         spec = dict(spec)
         if spec["kind"] == "llm":
-            _check("source" in spec, f"models.{name}.source", "a model source", None)
+            _check(spec["source"] is not None, f"models.{name}.source", "a model source", None)
         expanded[name] = spec
         if spec["kind"] == "llm" and spec["pretrained"] and spec["untrained_twin"]:
             twin = f"{name}_untrained"
@@ -49,6 +47,19 @@ def expand_models(models):
 
 MODELS = expand_models(config["models"])
 FISH = [str(f) for f in config["fish"]]
+_check(
+    len(set(FISH)) == len(FISH),
+    "fish",
+    "identifiers that stay distinct when written as text (they name folders and files)",
+    config["fish"],
+)
+for _fish in FISH:
+    _check(
+        re.fullmatch(r"[A-Za-z0-9_.-]+", _fish),
+        "fish",
+        "identifiers of letters, digits, '.', '_' and '-'",
+        _fish,
+    )
 WINDOWS = config["decoding"]["windows"]
 SEEDS = config["decoding"]["seeds"]
 # pretrained model -> its untrained twin
@@ -109,11 +120,31 @@ def raw_fish_dir(fish):
     return f"{config['data']['raw_dir']}/{config['data']['fish_dir'].format(fish=fish)}"
 
 
+if config["data"]["source"] != "synthetic" and not config["download"]["enabled"]:
+    _missing = [raw_fish_dir(f) for f in FISH if not Path(raw_fish_dir(f)).exists()]
+    _check(
+        not _missing,
+        "data.raw_dir",
+        "the raw data of every configured fish (or download.enabled: true)",
+        f"no {_missing[0] if _missing else ''} in {Path.cwd()}",
+    )
+
+
 def get_raw_input(wildcards):
-    """The fish's raw folder or file (made by the simulator, downloaded, or the user's own)."""
+    """The fish's raw folder or file (made by the simulator, downloaded, or the user's own).
+
+    Downloaded files are represented by the manifest that lists them with their checksums; a
+    user's region table outside the fish folder is an input when it exists, so editing it
+    reruns the ingest.
+    """
     inputs = {"raw": raw_fish_dir(wildcards.fish)}
     if config["download"]["enabled"]:
         inputs["manifest"] = f"{config['download']['out_dir']}/manifest.json"
+    regions = config["data"]["functional_types_file"]
+    if regions and not config["download"]["enabled"]:
+        path = Path(os.path.normpath(Path(inputs["raw"]) / regions.format(fish=wildcards.fish)))
+        if path.exists():
+            inputs["functional_types"] = str(path)
     return inputs
 
 
