@@ -31,7 +31,12 @@ def expand_models(models):
     for name, spec in models.items():
         spec = dict(spec)
         if spec["kind"] == "llm":
-            _check(spec["source"] is not None, f"models.{name}.source", "a model source", None)
+            _check(
+                spec["source"] is not None,
+                f"models.{name}.source",
+                "a model source",
+                None,
+            )
         expanded[name] = spec
         if spec["kind"] == "llm" and spec["pretrained"] and spec["untrained_twin"]:
             twin = f"{name}_untrained"
@@ -142,7 +147,9 @@ def get_raw_input(wildcards):
         inputs["manifest"] = f"{config['download']['out_dir']}/manifest.json"
     regions = config["data"]["functional_types_file"]
     if regions and not config["download"]["enabled"]:
-        path = Path(os.path.normpath(Path(inputs["raw"]) / regions.format(fish=wildcards.fish)))
+        path = Path(
+            os.path.normpath(Path(inputs["raw"]) / regions.format(fish=wildcards.fish))
+        )
         if path.exists():
             inputs["functional_types"] = str(path)
     return inputs
