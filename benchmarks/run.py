@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -202,26 +203,30 @@ def first_layer_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 def run_training_case(case: TrainingCase, args: argparse.Namespace) -> dict:
     """Time `args.steps` optimiser steps after `args.warmup` on synthetic fish-9-sized data."""
-    from nlp4neuro import dataset as ds_mod
+    from nlp4neuro import problem as problem_mod
+    from nlp4neuro.device import select_device
     from nlp4neuro.models import ModelSpec, build_decoder, trainable_parameter_count
-    from nlp4neuro.training import WindowSampler, select_device
+    from nlp4neuro.training import WindowSampler
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = select_device(args.device, torch.cuda.device_count())
+    device = select_device(args.device)
     rng = np.random.default_rng(0)
     # Reference-mode-like inputs in [0, 1] and tail angles of a few hundredths of a radian.
     x = torch.from_numpy(rng.random((args.frames, args.neurons), dtype=np.float32))
     y = torch.from_numpy(0.05 * rng.standard_normal((args.frames, N_OUTPUTS), dtype=np.float32))
     sampler = WindowSampler(x, y, args.window)
-    splits = ds_mod.chronological_split(args.frames, 0.7, 0.1, 0.2, 0)
-    train_starts = torch.as_tensor(ds_mod.window_starts(splits["train"], args.window))
-
+    splits = problem_mod.chronological_split(args.frames, 0.7, 0.1, 0.2, 0)
+    train_starts = torch.as_tensor(problem_mod.window_starts(splits["train"], args.window))
+    # model names may only hold letters, digits and underscores (the config schema)
+    name = re.sub(r"\W+", "_", case.name).strip("_")
     if case.backbone == "lstm":
-        spec = ModelSpec(name=case.name, kind="lstm", hidden_size=256)
+        spec = ModelSpec.from_config(name, {"kind": "lstm", "hidden_size": 256})
         backbone_dir = None
     else:
-        spec = ModelSpec(name=case.name, kind="llm", source=case.backbone, finetune=case.finetune)
+        spec = ModelSpec.from_config(
+            name, {"kind": "llm", "source": case.backbone, "finetune": case.finetune}
+        )
         backbone_dir = prepare_backbones(Path(args.out), [case.backbone])[case.backbone]
     build_start = time.perf_counter()
     model = build_decoder(
@@ -397,7 +402,9 @@ def _print_training(report: dict) -> None:
 def bench_preprocessing(args: argparse.Namespace) -> dict:
     """dF/F (baseline + division) and the reference normalisation on a paper-sized fish."""
     from nlp4neuro import preprocessing as pp
+    from nlp4neuro.config import section
 
+    p = section("preprocessing")
     rng = np.random.default_rng(0)
     n, t, rate = args.neurons, args.frames, 1.1
     # Positive fluorescence with slow drift and sparse transients, float32 like suite2p's F.npy.
@@ -406,8 +413,16 @@ def bench_preprocessing(args: argparse.Namespace) -> dict:
     F += 100 * (rng.random((n, t), dtype=np.float32) < 0.01)
 
     methods = {
-        "maximin": lambda: pp.delta_f_over_f(F, pp.baseline_maximin(F, rate, 10.0, 60.0)),
-        "percentile": lambda: pp.delta_f_over_f(F, pp.baseline_percentile(F, rate, 60.0, 8.0)),
+        "maximin": lambda: pp.delta_f_over_f(
+            F,
+            pp.baseline_maximin(F, rate, p["baseline_sigma_s"], p["baseline_window_s"]),
+            p["f0_floor_fraction"],
+        ),
+        "percentile": lambda: pp.delta_f_over_f(
+            F,
+            pp.baseline_percentile(F, rate, p["baseline_window_s"], p["baseline_percentile"]),
+            p["f0_floor_fraction"],
+        ),
         "reference_normalise": lambda: pp.reference_normalise(F),
     }
     results = []

@@ -188,6 +188,27 @@ def model_training_params(model):
     return {**config["training"], **MODELS[model].get("training", {})}
 
 
+def get_train_inputs(wildcards):
+    """The fish's dataset; for an llm model also its prepared backbone."""
+    inputs = {"dataset": f"results/datasets/fish{wildcards.fish}.nc"}
+    spec = MODELS[wildcards.model]
+    if spec["kind"] == "llm":
+        inputs["backbone"] = f"resources/backbones/{backbone_key(spec['source'])}"
+    return inputs
+
+
+def train_compute(model, key):
+    """A training job's compute setting for its model's kind, e.g. `mem_mb_{kind}` is
+    compute.mem_mb_llm for llm models and compute.mem_mb_baseline for the others."""
+    kind = "llm" if MODELS[model]["kind"] == "llm" else "baseline"
+    return config["compute"][key.format(kind=kind)]
+
+
+def model_gpus(model):
+    """LLM jobs (training, saliency) ask the scheduler for one GPU; the others for none."""
+    return int(MODELS[model]["kind"] == "llm")
+
+
 def saliency_models():
     chosen = config["saliency"]["models"]
     if chosen is None:

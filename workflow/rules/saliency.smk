@@ -21,7 +21,7 @@ rule explain_decoder:
         "../../envs/torch.yaml"
     threads: config["compute"]["threads_llm"]
     resources:
-        gpu=lambda wc: int(MODELS[wc.model]["kind"] == "llm"),
+        gpu=lambda wc: model_gpus(wc.model),
         mem_mb=config["compute"]["mem_mb_llm"],
         runtime=config["compute"]["runtime_llm_min"],
     params:

@@ -22,30 +22,9 @@ rule prepare_backbone:
         "../scripts/prepare_backbone.py"
 
 
-def train_inputs(wildcards):
-    """The fish's dataset; for an llm model also its prepared backbone."""
-    inputs = {"dataset": f"results/datasets/fish{wildcards.fish}.nc"}
-    spec = MODELS[wildcards.model]
-    if spec["kind"] == "llm":
-        inputs["backbone"] = f"resources/backbones/{backbone_key(spec['source'])}"
-    return inputs
-
-
-def train_compute(model, key):
-    """A training job's compute setting for its model's kind, e.g. `mem_mb_{kind}` is
-    compute.mem_mb_llm for llm models and compute.mem_mb_baseline for the others."""
-    kind = "llm" if MODELS[model]["kind"] == "llm" else "baseline"
-    return config["compute"][key.format(kind=kind)]
-
-
-def train_gpus(model):
-    """LLM jobs ask the scheduler for one GPU; baselines for none."""
-    return int(MODELS[model]["kind"] == "llm")
-
-
 rule train_decoder:
     input:
-        unpack(train_inputs),
+        unpack(get_train_inputs),
     output:
         predictions="results/train/{model}/w{window}/fish{fish}/seed{seed}/predictions.nc",
         curve="results/train/{model}/w{window}/fish{fish}/seed{seed}/training_curve.csv",
@@ -60,7 +39,7 @@ rule train_decoder:
         "../../envs/torch.yaml"
     threads: lambda wc: train_compute(wc.model, "threads_{kind}")
     resources:
-        gpu=lambda wc: train_gpus(wc.model),
+        gpu=lambda wc: model_gpus(wc.model),
         mem_mb=lambda wc: train_compute(wc.model, "mem_mb_{kind}"),
         runtime=lambda wc: train_compute(wc.model, "runtime_{kind}_min"),
     params:
@@ -70,7 +49,7 @@ rule train_decoder:
         # a job without a GPU never takes one that is visible on its node
         compute=lambda wc: (
             config["compute"]
-            if train_gpus(wc.model)
+            if model_gpus(wc.model)
             else dict(config["compute"], device="cpu")
         ),
         checkpoint_dir="results/checkpoints/{model}/w{window}/fish{fish}/seed{seed}",
