@@ -25,11 +25,14 @@ from nlp4neuro.models import (
     load_decoder,
     make_tiny_backbone,
     prepare_backbone,
+    random_backbone,
     resolve_source,
     save_decoder,
+    state_sha256,
     trainable_parameter_count,
 )
 from nlp4neuro.models import backbones as backbones_module
+from nlp4neuro.models import llm as llm_module
 from nlp4neuro.provenance import sha256_file
 
 N_NEURONS = 12
@@ -103,6 +106,17 @@ def test_spec_defaults_are_the_schema_defaults():
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(ModelSpec))
 
 
+def test_spec_of_a_quantised_twin_is_valid_and_round_trips():
+    pretrained = make_spec("ds", kind="llm", source="gpt2", quantization="4bit")
+    twin = make_spec(
+        "ds_untrained", kind="llm", source="gpt2", quantization="4bit", pretrained=False
+    )
+    assert pretrained.loads_quantized and not twin.loads_quantized
+    assert twin.quantization == "4bit"  # kept: it selects the bf16 random backbone
+    assert ModelSpec.from_config("ds_untrained", twin.to_dict()) == twin
+    assert not make_spec("g", kind="llm", source="gpt2").loads_quantized
+
+
 def test_spec_from_workflow_ignores_workflow_keys():
     entry = config.validate_config(
         {"models": {"smol": {"kind": "llm", "source": "gpt2", "training": {"epochs": 3}}}}
@@ -133,11 +147,6 @@ def test_spec_from_workflow_ignores_workflow_keys():
             {"kind": "llm", "source": "gpt2", "quantization": "8bit", "finetune": "full"},
             "models.m.finetune",
             "quantized",
-        ),
-        (
-            {"kind": "llm", "source": "gpt2", "quantization": "4bit", "pretrained": False},
-            "models.m.quantization",
-            "untrained",
         ),
         (
             {"kind": "llm", "source": "gpt2", "lora_target_modules": []},
@@ -411,10 +420,12 @@ def test_llm_without_backbone_dir(tiny):
 # ---------------------------------------------------------------- seeds
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "reservoir", "transformer", "llm"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "reservoir", "transformer", "llm", "twin"])
 def test_seeds_make_builds_identical(tiny, kind):
     if kind == "llm":
         spec, backbone = llm_spec(tiny["gpt2"]), tiny["gpt2"]
+    elif kind == "twin":
+        spec, backbone = llm_spec(tiny["gpt2"], pretrained=False), tiny["gpt2"]
     else:
         spec, backbone = make_spec(kind, kind=kind, hidden_size=16), None
     rng_before = torch.get_rng_state()
@@ -530,6 +541,7 @@ ROUND_TRIPS = {
     "full": dict(kind="llm", finetune="full"),
     "untrained": dict(kind="llm", finetune="full", pretrained=False),
     "untrained_lora": dict(kind="llm", finetune="lora", pretrained=False, lora_r=2),
+    "untrained_head": dict(kind="llm", finetune="head", pretrained=False),
     "lstm": dict(kind="lstm", hidden_size=16),
     "gru": dict(kind="gru", hidden_size=16),
     "reservoir": dict(kind="reservoir", hidden_size=16),
@@ -540,7 +552,8 @@ EXPECTED_FILES = {
     "head": {"heads.safetensors", "spec.json"},
     "full": {"model.safetensors", "spec.json"},
     "untrained": {"model.safetensors", "spec.json"},
-    "untrained_lora": {"model.safetensors", "spec.json"},
+    "untrained_lora": {"adapter", "heads.safetensors", "backbone.json", "spec.json"},
+    "untrained_head": {"heads.safetensors", "backbone.json", "spec.json"},
 }
 
 
@@ -620,6 +633,140 @@ def test_load_decoder_checks_the_backbone(tiny, tmp_path):
         load_decoder(
             spec, N_NEURONS, N_OUTPUTS, backbone_dir=prepared_b, out_dir=tmp_path / "saved"
         )
+
+
+# ---------------------------------------------------------------- untrained twins
+
+
+def folder_bytes(folder) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def twin_round_trip(spec, backbone, out, device="cpu"):
+    """Build, perturb (as training would), save and reload a twin; its predictions before and
+    after on one batch."""
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=backbone, seed=4, device=device)
+    perturb_trainable(model)
+    x = torch.randn(2, 5, N_NEURONS, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        before = model.eval()(x)
+    save_decoder(model, out, backbone_dir=backbone)
+    loaded = load_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=backbone, out_dir=out)
+    with torch.no_grad():
+        return model, loaded, before, loaded(x)
+
+
+def test_random_backbone_is_bit_identical_across_builds(tiny):
+    a, record_a = random_backbone(tiny["llama"], 5, torch.float32)
+    b, record_b = random_backbone(tiny["llama"], 5, torch.float32)
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert record_a == record_b and record_a["sha256"] == state_sha256(b)
+    assert record_a["seed"] == 5 and record_a["dtype"] == "float32"
+    assert record_a["quantization"] == "none" and record_a["versions"]["torch"]
+    assert record_a["config"]["model_type"] == "llama"
+    assert record_a["n_parameters"] == sum(p.numel() for p in a.parameters())
+    assert random_backbone(tiny["llama"], 6, torch.float32)[1]["sha256"] != record_a["sha256"]
+    # the checksum sees one changed weight
+    with torch.no_grad():
+        b.norm.weight[0] += 1e-3
+    assert state_sha256(b) != record_a["sha256"]
+
+
+def test_lora_twin_folder_holds_no_backbone_weights(tiny, tmp_path):
+    spec = llm_spec(tiny["llama"], pretrained=False, lora_r=2)
+    model, _, before, after = twin_round_trip(spec, tiny["llama"], tmp_path / "twin")
+    assert torch.equal(before, after)
+    backbone_bytes = sum(
+        p.numel() * p.element_size() for p in model.backbone.get_base_model().parameters()
+    )
+    # the whole random backbone (360 kB here, 543 MB for SmolLM2) is not in the folder
+    assert folder_bytes(tmp_path / "twin") < backbone_bytes / 5
+    adapter = load_file(tmp_path / "twin" / "adapter" / "adapter_model.safetensors")
+    assert adapter and all("lora_" in k for k in adapter)
+    assert not list((tmp_path / "twin").rglob("model.safetensors"))
+    record = json.loads((tmp_path / "twin" / "backbone.json").read_text())
+    assert record == model.random_backbone and record["seed"] == 4
+
+
+def test_tampered_twin_checksum_is_refused(tiny, tmp_path):
+    spec = llm_spec(tiny["llama"], pretrained=False, finetune="head")
+    twin_round_trip(spec, tiny["llama"], tmp_path / "twin")
+    path = tmp_path / "twin" / "backbone.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "sha256": "0" * 64, "versions": {"torch": "0.1"}}))
+    with pytest.raises(InputFileError) as info:
+        load_decoder(
+            spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], out_dir=tmp_path / "twin"
+        )
+    message = str(info.value)
+    assert info.value.path == path
+    assert f"expected the random backbone with sha256 {'0' * 64} (seed 4" in message
+    assert "torch 0.1" in message and f"found {record['sha256']} (seed 4" in message
+    # another seed draws another backbone
+    path.write_text(json.dumps({**record, "seed": 5}))
+    with pytest.raises(InputFileError, match="expected the random backbone"):
+        load_decoder(
+            spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], out_dir=tmp_path / "twin"
+        )
+    path.unlink()
+    with pytest.raises(InputFileError, match=r"backbone\.json: expected the seed"):
+        load_decoder(
+            spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], out_dir=tmp_path / "twin"
+        )
+
+
+def test_twin_saved_whole_by_older_code_still_loads(tiny, tmp_path):
+    from safetensors.torch import save_model
+
+    spec = llm_spec(tiny["llama"], pretrained=False, lora_r=2)
+    model, _, before, _ = twin_round_trip(spec, tiny["llama"], tmp_path / "twin")
+    folder = tmp_path / "twin"
+    for name in ("heads.safetensors", "backbone.json"):
+        (folder / name).unlink()
+    for file in (folder / "adapter").iterdir():
+        file.unlink()
+    (folder / "adapter").rmdir()
+    save_model(model, str(folder / "model.safetensors"))
+    meta = json.loads((folder / "spec.json").read_text())
+    (folder / "spec.json").write_text(json.dumps({**meta, "format": "state_dict"}))
+    loaded = load_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], out_dir=folder)
+    x = torch.randn(2, 5, N_NEURONS, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), before)
+
+
+def test_twin_of_a_quantised_model_needs_cuda(tiny):
+    spec = llm_spec(tiny["llama"], quantization="8bit", pretrained=False, finetune="head")
+    with pytest.raises(ConfigError) as info:
+        build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], seed=0)
+    assert info.value.key == "models.test_llm.quantization"
+    assert "a CUDA GPU for the untrained twin of a quantised model" in str(info.value)
+    assert "only a CPU" in str(info.value)
+
+
+@pytest.mark.parametrize("finetune", ["lora", "head"])
+def test_twin_of_a_quantised_model_draws_an_unquantised_bf16_backbone(
+    tiny, tmp_path, monkeypatch, finetune
+):
+    """The GPU's code path on the CPU: only the device refusal is switched off."""
+    refusals = []
+    monkeypatch.setattr(llm_module, "_require_cuda", lambda *args: refusals.append(args[2]))
+    spec = llm_spec(
+        tiny["llama"], quantization="4bit", pretrained=False, finetune=finetune, lora_r=2
+    )
+    model, loaded, before, after = twin_round_trip(spec, tiny["llama"], tmp_path / "twin")
+    assert refusals and "untrained twin" in refusals[0]
+    for decoder in (model, loaded):
+        frozen = {p.dtype for p in decoder.backbone.parameters() if not p.requires_grad}
+        assert frozen == {torch.bfloat16}
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    assert before.dtype == torch.float32 and torch.isfinite(before).all()
+    assert torch.equal(before, after)
+    record = json.loads((tmp_path / "twin" / "backbone.json").read_text())
+    assert record["dtype"] == "bfloat16" and record["quantization"] == "none"
+    assert record["sha256"] == random_backbone(tiny["llama"], 4, torch.bfloat16)[1]["sha256"]
+    assert record["sha256"] != random_backbone(tiny["llama"], 4, torch.float32)[1]["sha256"]
 
 
 @pytest.mark.parametrize("finetune", ["lora", "head", "full"])

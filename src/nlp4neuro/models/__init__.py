@@ -8,6 +8,8 @@ Public API (see each submodule for details):
   (baselines).
 - `build_decoder`, `initialise_readout`, `trainable_parameter_count`, `save_decoder`,
   `load_decoder` (build).
+- `random_backbone`, `state_sha256` (twin): an untrained twin's random backbone, redrawn from
+  its config and seed instead of saved.
 """
 
 from nlp4neuro.models.backbones import (
@@ -36,6 +38,7 @@ from nlp4neuro.models.build import (
 )
 from nlp4neuro.models.llm import LLMDecoder, load_backbone
 from nlp4neuro.models.spec import FRAME_KINDS, ModelSpec
+from nlp4neuro.models.twin import random_backbone, state_sha256
 
 __all__ = [
     "FRAME_KINDS",
@@ -57,7 +60,9 @@ __all__ = [
     "make_tiny_backbone",
     "mean_embedding_norm",
     "prepare_backbone",
+    "random_backbone",
     "resolve_source",
     "save_decoder",
+    "state_sha256",
     "trainable_parameter_count",
 ]

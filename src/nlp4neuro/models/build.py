@@ -13,6 +13,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.models import twin
 from nlp4neuro.models.backbones import SOURCE_RECORD
 from nlp4neuro.models.baselines import (
     MeanDecoder,
@@ -76,7 +77,7 @@ def build_decoder(
         )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = _build_torch(spec, n_neurons, n_outputs, backbone_dir, device, adapter_dir=None)
+        model = _build_torch(spec, n_neurons, n_outputs, backbone_dir, device, seed, None)
     trainable, total = trainable_parameter_count(model)
     logger.info(
         "built %s '%s' (seed %d): %d of %d parameters trainable",
@@ -95,8 +96,11 @@ def _build_torch(
     n_outputs: int,
     backbone_dir: str | Path | None,
     device: str,
+    seed: int,
     adapter_dir: Path | None,
 ) -> nn.Module:
+    """The torch decoder of `spec` (draws from torch's global generator; `seed` reseeds it
+    right before an untrained backbone is drawn)."""
     model: nn.Module
     if spec.kind == "llm":
         assert backbone_dir is not None
@@ -105,6 +109,7 @@ def _build_torch(
             n_neurons,
             n_outputs,
             backbone_dir=Path(backbone_dir),
+            seed=seed,
             device=device,
             adapter_dir=adapter_dir,
         )
@@ -152,13 +157,18 @@ def trainable_parameter_count(model: Decoder) -> tuple[int, int]:
 
 
 def _save_format(spec: ModelSpec) -> str:
+    """What `save_decoder` writes: only what trains, plus for an untrained twin the record
+    that regenerates its frozen random backbone (`twin.RECORD_FILE`)."""
     if spec.kind in FRAME_KINDS:
         return spec.kind
-    if spec.kind != "llm" or not spec.pretrained or spec.finetune == "full":
-        # Untrained twins keep their whole random backbone: re-drawing it from a seed would
-        # depend on transformers' initialisation code staying the same across versions.
+    if spec.kind != "llm" or spec.finetune == "full":
         return "state_dict"
     return "lora" if spec.finetune == "lora" else "heads"
+
+
+def _regenerates_backbone(spec: ModelSpec) -> bool:
+    """An untrained twin whose random backbone stays frozen (LoRA or head mode)."""
+    return spec.kind == "llm" and not spec.pretrained and spec.finetune != "full"
 
 
 def _backbone_record(backbone_dir: str | Path | None) -> dict[str, Any] | None:
@@ -182,19 +192,19 @@ def _heads_state(model: LLMDecoder) -> dict[str, torch.Tensor]:
 def save_decoder(
     model: Decoder, out_dir: str | Path, *, backbone_dir: str | Path | None = None
 ) -> Path:
-    """Save a decoder's weights and `spec.json` into `out_dir` (replaced atomically).
+    """Save what a decoder trained and `spec.json` into `out_dir` (replaced atomically).
 
-    Files by kind: LoRA (pretrained backbone): `adapter/` (peft adapter, safetensors) and
-    `heads.safetensors` (input projection, readout, scale buffers); head mode: the heads only;
-    full fine-tuning, untrained backbones and torch baselines: `model.safetensors` (all weights
-    and buffers); ridge/mean: their npz + json. Pass `backbone_dir` to record which prepared
-    backbone the weights belong to (checked by `load_decoder`).
+    Files by kind: LoRA: `adapter/` (peft adapter, safetensors) and `heads.safetensors` (input
+    projection, readout, scale buffers); head mode: the heads only; full fine-tuning (every
+    weight trains, so the whole state stays, untrained twins included) and torch baselines:
+    `model.safetensors` (all weights and buffers); ridge/mean: their npz + json. An untrained
+    twin in LoRA or head mode adds `backbone.json` (seed and sha256 of its random backbone,
+    which `load_decoder` draws again) instead of the backbone's weights. Pass `backbone_dir` to
+    record which prepared backbone the weights belong to (checked by `load_decoder`).
     """
     spec = getattr(model, "spec", None)
     if not isinstance(spec, ModelSpec):
         raise ValueError("save_decoder: expected a model made by build_decoder (no .spec)")
-    spec_dict = spec.to_dict()
-    kind = spec.kind
     out_dir = Path(out_dir)
     with atomic_output(out_dir) as tmp:
         tmp.mkdir()
@@ -203,17 +213,11 @@ def save_decoder(
             fmt = model.kind
         else:
             fmt = _save_format(spec)
-            if fmt == "state_dict":
-                save_model(model, str(tmp / "model.safetensors"))
-            else:
-                assert isinstance(model, LLMDecoder)
-                if fmt == "lora":
-                    model.backbone.save_pretrained(tmp / "adapter", safe_serialization=True)
-                save_file(_heads_state(model), str(tmp / "heads.safetensors"))
+            _save_torch(model, spec, fmt, tmp)
         meta = {
             "format": fmt,
-            "kind": kind,
-            "spec": spec_dict,
+            "kind": spec.kind,
+            "spec": spec.to_dict(),
             "n_neurons": model.n_neurons,
             "n_outputs": model.n_outputs,
             "family": getattr(model, "family", None),
@@ -222,6 +226,21 @@ def save_decoder(
         }
         (tmp / SPEC_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return out_dir
+
+
+def _save_torch(model: nn.Module, spec: ModelSpec, fmt: str, folder: Path) -> None:
+    """Write a torch decoder's files for format `fmt` (see `save_decoder`) into `folder`."""
+    if fmt == "state_dict":
+        save_model(model, str(folder / "model.safetensors"))
+        return
+    assert isinstance(model, LLMDecoder)
+    if fmt == "lora":
+        model.backbone.save_pretrained(folder / "adapter", safe_serialization=True)
+    save_file(_heads_state(model), str(folder / "heads.safetensors"))
+    if _regenerates_backbone(spec):
+        if model.random_backbone is None:
+            raise ValueError(f"save_decoder: '{spec.name}' has no record of its random backbone")
+        twin.write_record(folder, model.random_backbone)
 
 
 def load_decoder(
@@ -235,9 +254,12 @@ def load_decoder(
 ) -> Decoder:
     """Rebuild a decoder saved by `save_decoder`; torch models come back in eval mode.
 
+    An untrained twin's random backbone is drawn again from the seed in `backbone.json` and
+    must match the checksum stored there.
+
     Raises:
-        InputFileError: missing files, or a saved spec / shape / backbone that differs from
-            the one requested.
+        InputFileError: missing files, a saved spec / shape / backbone that differs from the
+            one requested, or a redrawn random backbone whose checksum differs.
     """
     out_dir = Path(out_dir)
     meta = _read_saved_spec(out_dir, spec, n_neurons, n_outputs)
@@ -247,15 +269,21 @@ def load_decoder(
         return frame_model
     _check_backbone(meta.get("backbone"), backbone_dir)
     fmt = meta.get("format")
-    if fmt != _save_format(spec):
+    # A whole state loads into any mode (untrained twins were once saved so).
+    if fmt not in (_save_format(spec), "state_dict"):
         raise InputFileError(out_dir / SPEC_FILE, f"format {_save_format(spec)!r}", fmt)
     adapter_dir = out_dir / "adapter" if fmt == "lora" else None
     if adapter_dir is not None and not (adapter_dir / "adapter_config.json").is_file():
         raise InputFileError(adapter_dir, "a peft adapter folder", "no adapter_config.json")
-    # The seed does not matter: every random weight is overwritten by the saved ones.
+    regenerate = _regenerates_backbone(spec) and fmt != "state_dict"
+    saved_twin = twin.read_record(out_dir) if regenerate else None
+    # Every other random weight is overwritten by the saved ones, so the seed is arbitrary.
+    seed = saved_twin["seed"] if saved_twin else 0
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = _build_torch(spec, n_neurons, n_outputs, backbone_dir, device, adapter_dir)
+        torch.manual_seed(seed)
+        model = _build_torch(spec, n_neurons, n_outputs, backbone_dir, device, seed, adapter_dir)
+    if saved_twin:
+        twin.check_record(out_dir, saved_twin, model.random_backbone)
     if fmt == "state_dict":
         _load_state_dict(model, out_dir / "model.safetensors", spec, device)
     else:

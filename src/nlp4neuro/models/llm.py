@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from nlp4neuro.models.backbones import (
     mean_embedding_norm,
 )
 from nlp4neuro.models.spec import ModelSpec
+from nlp4neuro.models.twin import random_backbone, twin_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,13 @@ class LLMDecoder(nn.Module):
     Buffers:
         embedding_norm: mean L2 norm of the backbone's token embeddings (scalar).
         token_scale: multiplier applied to the projection's output (scalar).
+
+    Attributes:
+        random_backbone: for a random (untrained) backbone, the record `twin.random_backbone`
+            returned when it was drawn (seed, sha256, ...); None for pretrained weights.
     """
+
+    random_backbone: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -104,15 +112,22 @@ class LLMDecoder(nn.Module):
         return self.output_head(hidden.to(self.output_head.weight.dtype))
 
 
+def _require_cuda(spec: ModelSpec, device: str, expected: str) -> None:
+    """Refuse a quantised model (or its untrained twin) on a device that is not CUDA."""
+    if not (str(device).startswith("cuda") and torch.cuda.is_available()):
+        raise ConfigError(
+            f"models.{spec.name}.quantization",
+            expected,
+            f"{spec.quantization} with only a CPU (device {device!r})",
+        )
+
+
 def _quantization_config(spec: ModelSpec, device: str):
     """bitsandbytes config for an 8/4-bit backbone; only on a CUDA device."""
     key = f"models.{spec.name}.quantization"
-    if not (str(device).startswith("cuda") and torch.cuda.is_available()):
-        raise ConfigError(
-            key,
-            "'none' on CPU: 8bit/4bit quantization needs a CUDA device and bitsandbytes",
-            f"{spec.quantization} on device {device!r}",
-        )
+    _require_cuda(
+        spec, device, "'none' on CPU: 8bit/4bit quantization needs a CUDA device and bitsandbytes"
+    )
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ConfigError(
             key, "bitsandbytes installed for 8bit/4bit (pip install bitsandbytes)", "not installed"
@@ -129,13 +144,20 @@ def _quantization_config(spec: ModelSpec, device: str):
     )
 
 
-def load_backbone(spec: ModelSpec, backbone_dir: Path, *, device: str = "cpu") -> nn.Module:
+def load_backbone(
+    spec: ModelSpec, backbone_dir: Path, *, seed: int, device: str = "cpu"
+) -> tuple[nn.Module, dict[str, Any] | None]:
     """Load a prepared backbone folder: pretrained weights, or random weights from its config.
 
-    The random (pretrained=False) variant draws from torch's global generator: seed it first
-    (`build_decoder` does).
+    The random (pretrained=False) backbone is drawn on the CPU from `backbone_dir/config.json`
+    and `seed` alone (`twin.random_backbone`, which reseeds torch's global generator), in fp32,
+    or in bf16 for the twin of a quantised model, which like the model itself needs CUDA.
+
+    Returns:
+        (backbone on `device`, record): record is None for pretrained weights, else the twin's
+        seed, checksum and versions (what `save_decoder` writes to backbone.json).
     """
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
     backbone_dir = Path(backbone_dir)
     if not (backbone_dir / "config.json").is_file():
@@ -144,18 +166,25 @@ def load_backbone(spec: ModelSpec, backbone_dir: Path, *, device: str = "cpu") -
             f"a prepared backbone folder with config.json for model '{spec.name}'",
             "no config.json",
         )
-    if spec.pretrained:
+    if not spec.pretrained:
         if spec.quantization != "none":
-            quant = _quantization_config(spec, device)
-            return AutoModel.from_pretrained(
-                backbone_dir, quantization_config=quant, device_map={"": device}
+            _require_cuda(
+                spec,
+                device,
+                "a CUDA GPU for the untrained twin of a quantised model (its random backbone "
+                "is drawn unquantised in bfloat16: 13.5 GB for 6.7B weights)",
             )
-        # fp32 master weights: on CUDA the training loop autocasts to bf16.
-        model = AutoModel.from_pretrained(backbone_dir, dtype=torch.float32)
-    else:
-        config = AutoConfig.from_pretrained(backbone_dir)
-        model = AutoModel.from_config(config, dtype=torch.float32)
-    return model.to(device)
+        model, record = random_backbone(backbone_dir, seed, twin_dtype(spec))
+        return model.to(device), record
+    if spec.loads_quantized:
+        quant = _quantization_config(spec, device)
+        model = AutoModel.from_pretrained(
+            backbone_dir, quantization_config=quant, device_map={"": device}
+        )
+        return model, None
+    # fp32 master weights: on CUDA the training loop autocasts to bf16.
+    model = AutoModel.from_pretrained(backbone_dir, dtype=torch.float32)
+    return model.to(device), None
 
 
 def _apply_finetune_mode(
@@ -177,7 +206,7 @@ def _apply_finetune_mode(
         return backbone
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    if spec.quantization != "none":
+    if spec.loads_quantized:
         from peft import prepare_model_for_kbit_training
 
         backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
@@ -219,6 +248,7 @@ def build_llm_decoder(
     n_outputs: int,
     *,
     backbone_dir: Path,
+    seed: int,
     device: str = "cpu",
     adapter_dir: Path | None = None,
 ) -> LLMDecoder:
@@ -228,10 +258,11 @@ def build_llm_decoder(
         spec: a kind-"llm" spec.
         n_neurons, n_outputs: input and output widths.
         backbone_dir: folder written by `prepare_backbone` (or any Hugging Face folder).
+        seed: the seed of an untrained (pretrained=False) backbone; unused otherwise.
         device: torch device string.
         adapter_dir: a saved LoRA adapter to load instead of fresh adapters.
     """
-    backbone = load_backbone(spec, backbone_dir, device=device)
+    backbone, record = load_backbone(spec, backbone_dir, seed=seed, device=device)
     family = backbone_family(backbone.config, name=str(backbone_dir))
     backbone = _apply_finetune_mode(spec, backbone, adapter_dir)
     model = LLMDecoder(
@@ -241,6 +272,7 @@ def build_llm_decoder(
         family=family,
         match_embedding_norm=spec.match_embedding_norm,
     )
+    model.random_backbone = record
     # Only the freshly made heads and buffers need moving; a quantized backbone is already placed.
     model.input_proj.to(device)
     model.output_head.to(device)

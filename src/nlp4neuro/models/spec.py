@@ -36,13 +36,16 @@ class ModelSpec:
         source: backbone source, llm only: "bundled:smollm2", "bundled:minilm",
             "bundled:gemma3-270m", a local Hugging Face folder, a `.gguf` file or a hub id.
         pretrained: False builds the same backbone architecture with random weights (the paper's
-            untrained control).
+            untrained control), drawn from the build's seed and, when frozen, drawn again on
+            load instead of saved (see `nlp4neuro.models.twin`).
         finetune: "lora" (low-rank adapters on the backbone), "head" (backbone frozen, only the
             input/output linears train) or "full" (every weight trains).
         lora_r, lora_alpha, lora_dropout: LoRA rank, scaling numerator and adapter dropout.
         lora_target_modules: names of the backbone Linear layers that get adapters; None picks a
             default from the backbone's `model_type`.
-        quantization: "none", "8bit" or "4bit" (bitsandbytes; CUDA only).
+        quantization: "none", "8bit" or "4bit" (bitsandbytes; CUDA only). The untrained twin
+            of a quantised model draws its random backbone unquantised in bf16 (still CUDA
+            only: 13.5 GB for a 6.7B model).
         match_embedding_norm: scale the neural input projection so a z-scored frame gives a
             token as long as the backbone's mean token embedding (False = the reference code's
             unscaled projection).
@@ -95,6 +98,12 @@ class ModelSpec:
     def is_torch(self) -> bool:
         """True for models trained by gradient descent (all but ridge and mean)."""
         return self.kind not in FRAME_KINDS
+
+    @property
+    def loads_quantized(self) -> bool:
+        """True when the backbone is loaded 8/4-bit (pretrained weights only; an untrained
+        twin's random backbone is drawn unquantised)."""
+        return self.kind == "llm" and self.pretrained and self.quantization != "none"
 
     @property
     def uses_backbone(self) -> bool:
@@ -156,20 +165,14 @@ class ModelSpec:
             raise ConfigError(key, "no source for a non-llm model", self.source)
 
     def _check_quantization(self) -> None:
-        """Quantized weights can be neither fully fine-tuned nor drawn at random."""
+        """Quantized weights cannot be fully fine-tuned (an untrained twin is not quantised
+        but keeps the setting: it selects the bf16 random backbone, see `twin.twin_dtype`)."""
         if self.kind != "llm" or self.quantization == "none":
             return
-        key = f"models.{self.name}"
         if self.finetune == "full":
             raise ConfigError(
-                f"{key}.finetune",
+                f"models.{self.name}.finetune",
                 "'lora' or 'head' with a quantized backbone (quantized weights cannot be "
                 "fully fine-tuned)",
                 self.finetune,
-            )
-        if not self.pretrained:
-            raise ConfigError(
-                f"{key}.quantization",
-                "'none' for an untrained (pretrained: false) backbone",
-                self.quantization,
             )
