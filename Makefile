@@ -8,7 +8,7 @@ SNAKEMAKE_ARGS ?=
 # Pinned set known to install together (shared/reference/stack.md); torch is the local CPU wheel.
 PINNED := torch==2.13.0
 
-.PHONY: run test lint dry-run report clean setup
+.PHONY: run test gpu-check lint dry-run report clean setup
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,13 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# On a machine with a CUDA GPU: the GPU-marked tests (CUDA training equals the CPU path, bf16,
+# a tiny workflow with compute.device cuda) and the training benchmark on the GPU.
+gpu-check: setup
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: no visible CUDA device')"
+	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
+	$(BIN)/python benchmarks/run.py training --device cuda
 
 lint: setup
 	$(BIN)/ruff check .

@@ -23,6 +23,10 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/saliency.smk"
 
 
+onstart:
+    check_scheduler_tools()
+
+
 rule all:
     default_target: True
     input:

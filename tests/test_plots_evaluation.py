@@ -148,18 +148,41 @@ def test_predictions_of_different_fish_are_rejected(tmp_path):
         evaluation.plot_predictions({"a": predictions(0.0).drop_vars("true")}, tmp_path / "x")
 
 
-def test_training_curves(tmp_path):
+def curve_table(models=("gpt2", "lstm"), windows=(5, 10), fish=(9, 10), seeds=(0, 1)):
     epochs = np.arange(1, 11)
-    curves = {
-        "gpt2": pd.DataFrame(
-            {"epoch": epochs, "train_loss": 0.1 / epochs, "val_loss": 0.12 / epochs**0.8}
-        ),
-        "lstm": pd.DataFrame({"epoch": epochs, "train_loss": 0.2 / epochs}),
-    }
+    rows = [
+        pd.DataFrame(
+            {
+                "model": m,
+                "window": w,
+                "fish": f,
+                "seed": s,
+                "epoch": epochs,
+                "train_loss": 0.1 / epochs * (1 + f / 100),
+                "val_loss": 0.12 / epochs**0.8,
+            }
+        )
+        for m in models
+        for w in windows
+        for f in fish
+        for s in seeds
+    ]
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_training_curves_one_panel_per_model_and_window(tmp_path):
     stem = tmp_path / "curves"
-    assert_figure_files(evaluation.plot_training_curves(curves, stem), stem)
+    paths = evaluation.plot_training_curves(curve_table(), stem)
+    assert_figure_files(paths, stem)
+    svg = paths[1].read_text()
+    for title in ("gpt2, window 5", "gpt2, window 10", "lstm, window 5", "lstm, window 10"):
+        assert title in svg
+    # a model without a validation curve and a missing (model, window) cell still draw
+    partial = curve_table(models=("ridge",), windows=(5,)).drop(columns="val_loss")
+    mixed = pd.concat([curve_table(windows=(10,)), partial], ignore_index=True)
+    assert "no runs" in evaluation.plot_training_curves(mixed, stem)[1].read_text()
     with pytest.raises(InputFileError, match="train_loss"):
-        evaluation.plot_training_curves({"x": pd.DataFrame({"epoch": [1]})}, stem)
+        evaluation.plot_training_curves(curve_table().drop(columns="train_loss"), stem)
 
 
 @pytest.mark.parametrize("windows", [(5, 10, 15, 20), (10,)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -33,10 +34,10 @@ PLACEHOLDERS = {
 }
 
 # The paper's grid: 5 fish x 4 windows x 10 seeds per model. LLM models: gpt2_full, gpt2_lora,
-# bert_full, bert_lora, their 4 untrained twins, deepseek_head, deepseek_lora (no twins: quantised).
+# bert_full, bert_lora, deepseek_head, deepseek_lora and their 6 untrained twins.
 # Baselines: lstm, reservoir, ridge, mean.
 PAPER_RUNS_PER_MODEL = 5 * 4 * 10
-PAPER_LLM_MODELS = 10
+PAPER_LLM_MODELS = 12
 PAPER_BASELINE_MODELS = 4
 
 
@@ -155,10 +156,9 @@ def test_paper_config_models():
     assert config["decoding"]["windows"] == [5, 10, 15, 20]
     assert config["decoding"]["seeds"] == list(range(10))
     for name, entry in config["models"].items():
-        spec = ModelSpec.from_workflow(name, entry)  # raises ConfigError on a bad entry
-        if spec.quantization != "none":
-            # an untrained backbone cannot be quantised, so these twins must be switched off
-            assert entry.get("untrained_twin") is False, name
+        ModelSpec.from_workflow(name, entry)  # raises ConfigError on a bad entry
+        # every pretrained LLM has its untrained twin, the quantised DeepSeek models too
+        assert entry.get("untrained_twin", True), name
     assert config["models"]["deepseek_lora"]["quantization"] == "4bit"
     assert config["models"]["deepseek_head"]["finetune"] == "head"
 
@@ -192,3 +192,19 @@ def test_paper_grid_without_download_or_data_names_what_is_missing(tmp_path):
     assert result.returncode != 0
     log = result.stdout + result.stderr
     assert "config key 'data.raw_dir'" in log and "resources/dataverse/raw_data_f9" in log
+
+
+def test_slurm_profile_without_sbatch_stops_with_one_clear_message(tmp_path):
+    bin_dir = tmp_path / "bin"  # the tools Snakemake needs, and no SLURM
+    bin_dir.mkdir()
+    for tool in ("bash", "sh", "env", "which", "uname", "cat"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    result = snakemake(
+        ["results/raw/raw_data_f1", "--workflow-profile", str(SLURM_PROFILE),
+         "--slurm-partition-config", str(SLURM_PROFILE / "partitions.yaml"), *DEFAULT_CONFIG],
+        cwd=tmp_path,
+        env={"PATH": str(bin_dir)},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "expected SLURM's sbatch on PATH, found none" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()

@@ -2,6 +2,7 @@
 # Nothing here reads files made by the workflow, so dry runs always work.
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -273,3 +274,17 @@ def get_final_outputs():
             model=saliency_models(),
         )
     return outputs
+
+
+def check_scheduler_tools():
+    """Before any job starts: the SLURM executor needs SLURM's client commands on PATH.
+
+    The executor is only known once the workflow starts (not while the Snakefile is read), so
+    this runs from `onstart`.
+    """
+    plugin = workflow.executor_plugin
+    if plugin is not None and plugin.name == "slurm" and shutil.which("sbatch") is None:
+        raise SystemExit(
+            "executor slurm (profiles/slurm): expected SLURM's sbatch on PATH, found none; "
+            "run from a cluster login node, or use the workstation profile (profiles/default)"
+        )

@@ -63,10 +63,7 @@ rule plot_evaluation:
     input:
         summary="results/evaluation/summary.csv",
         statistics="results/evaluation/statistics.csv",
-        curves=[
-            p.replace("predictions.nc", "training_curve.csv")
-            for p in all_predictions()
-        ],
+        curves=[f"{run_dir(*run)}/training_curve.csv" for run in all_runs()],
     output:
         comparison=report(
             "results/evaluation/figures/model_comparison.png",
@@ -94,6 +91,7 @@ rule plot_evaluation:
     resources:
         mem_mb=4000,
     params:
+        runs=all_runs(),
         code=code_digest("plot_evaluation"),
     script:
         "../scripts/plot_evaluation.py"

@@ -64,6 +64,10 @@ rule plot_brain_maps:
         ),
     log:
         "logs/saliency/plot_brain_maps/{model}_w{window}_fish{fish}_seed{seed}.log",
+    # The report shows the maps of the first seed (every map stays on disk): the paper's grid
+    # would otherwise embed over a thousand of them.
+    wildcard_constraints:
+        seed=str(SEEDS[0]),
     conda:
         "../../envs/evaluation.yaml"
     threads: 1
@@ -74,6 +78,15 @@ rule plot_brain_maps:
         code=code_digest("plot_brain_maps"),
     script:
         "../scripts/plot_brain_maps.py"
+
+
+# The maps of the other seeds: the same job, not in the report.
+use rule plot_brain_maps as plot_brain_maps_other_seeds with:
+    output:
+        brain_map="results/saliency/{model}/w{window}/fish{fish}/seed{seed}/brain_map.png",
+        turn_maps="results/saliency/{model}/w{window}/fish{fish}/seed{seed}/turn_maps.png",
+    wildcard_constraints:
+        seed=_alternation([str(s) for s in SEEDS[1:]]),
 
 
 rule summarise_saliency:

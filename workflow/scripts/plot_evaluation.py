@@ -16,8 +16,13 @@ summary = pd.read_csv(snakemake.input.summary)
 statistics = pd.read_csv(snakemake.input.statistics)
 plot_model_comparison(summary, statistics, Path(snakemake.output.comparison).with_suffix(""))
 plot_window_sweep(summary, Path(snakemake.output.windows).with_suffix(""))
-curves = {
-    str(Path(path).parent.relative_to("results/train")): pd.read_csv(path)
-    for path in snakemake.input.curves
-}
+curves = pd.concat(
+    [
+        pd.read_csv(path).assign(model=model, window=window, fish=fish, seed=seed)
+        for (model, window, fish, seed), path in zip(
+            snakemake.params.runs, snakemake.input.curves, strict=True
+        )
+    ],
+    ignore_index=True,
+)
 plot_training_curves(curves, Path(snakemake.output.training_curves).with_suffix(""))

@@ -355,41 +355,66 @@ def _test_splits_of_one_fish(
     return {name: _test_split(ds) for name, ds in ds_by_model.items()}, fish.pop()
 
 
-def plot_training_curves(curves: Mapping[str, pd.DataFrame], out_stem: str | Path) -> list[Path]:
-    """Training and validation loss per epoch for each model (log y axis).
+CURVE_KEYS = ("model", "window", "fish", "seed")
+
+
+def plot_training_curves(curves: pd.DataFrame, out_stem: str | Path) -> list[Path]:
+    """Loss per epoch, one panel per model (rows) and window (columns), log y axis.
+
+    Each run (fish, seed) is a thin line, train solid and validation dashed; the median over runs
+    is drawn bold, so a grid of thousands of runs stays readable.
 
     Args:
-        curves: model name -> table with columns `epoch` and `train_loss`, optionally `val_loss`
-            (mean-squared error, rad²).
+        curves: one row per run and epoch: `model`, `window`, `fish`, `seed`, `epoch`,
+            `train_loss` and optionally `val_loss` (mean-squared error, rad²).
         out_stem: output path without suffix; `.png` and `.svg` are written.
 
     Returns:
         The written paths [png, svg].
     """
-    if not curves:
-        raise ConfigError("curves", "at least one model's loss curve", "none")
-    fig = Figure(figsize=(6.5, 4.0), layout="constrained")
-    ax = fig.subplots()
-    for i, (name, table) in enumerate(curves.items()):
-        missing = {"epoch", "train_loss"} - set(table.columns)
-        if missing:
-            raise InputFileError(
-                f"<loss curve of {name}>", "columns epoch, train_loss[, val_loss]", list(table)
-            )
-        ax.plot(table["epoch"], table["train_loss"], color=_colour(i), marker="o", ms=3, label=name)
-        if "val_loss" in table.columns:
-            ax.plot(table["epoch"], table["val_loss"], color=_colour(i), ls="--", marker="s", ms=3)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss, mean-squared error (rad²)")
-    ax.grid(color="0.92", which="both")
+    missing = {*CURVE_KEYS, "epoch", "train_loss"} - set(curves.columns)
+    if missing:
+        raise InputFileError(
+            "<training curves>", f"columns {[*CURVE_KEYS, 'epoch', 'train_loss']}", list(curves)
+        )
+    if curves.empty:
+        raise ConfigError("curves", "at least one run's loss curve", "none")
+    models = list(dict.fromkeys(curves["model"]))
+    windows = sorted(set(curves["window"]))
+    fig = Figure(figsize=(2.6 * len(windows) + 1, 1.9 * len(models) + 0.8), layout="constrained")
+    axes = fig.subplots(len(models), len(windows), squeeze=False, sharex=True)
+    for row, model in enumerate(models):
+        for col, window in enumerate(windows):
+            panel = curves[(curves["model"] == model) & (curves["window"] == window)]
+            _curve_panel(axes[row][col], panel, _colour(row))
+            axes[row][col].set_title(f"{model}, window {window}", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    for row in axes:
+        row[0].set_ylabel("MSE (rad²)")
     style = [
         Line2D([], [], color="black", label="train"),
         Line2D([], [], color="black", ls="--", label="validation"),
+        Line2D([], [], color="black", lw=2.5, label="median over runs"),
     ]
-    model_handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=model_handles + style, fontsize=8, frameon=False)
+    fig.legend(handles=style, loc="outside upper center", ncols=3, fontsize=8, frameon=False)
     return save_figure(fig, out_stem)
+
+
+def _curve_panel(ax: Axes, panel: pd.DataFrame, colour: str) -> None:
+    """Thin lines per run, bold medians per epoch; an empty panel says so."""
+    if panel.empty:
+        ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+        return
+    columns = ["train_loss"] + (["val_loss"] if "val_loss" in panel else [])
+    for column, style in zip(columns, ("-", "--"), strict=False):
+        for _, run in panel.groupby(["fish", "seed"]):
+            ax.plot(run["epoch"], run[column], color=colour, ls=style, lw=0.6, alpha=0.35)
+        median = panel.groupby("epoch")[column].median()
+        ax.plot(median.index, median.values, color=colour, ls=style, lw=2.0)
+    ax.set_yscale("log")
+    ax.grid(color="0.92", which="both")
+    ax.tick_params(labelsize=7)
 
 
 def plot_window_sweep(
