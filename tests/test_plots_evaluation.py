@@ -93,6 +93,9 @@ def test_model_comparison_with_annotated_twins(tmp_path):
     assert twins["t_p_holm"].notna().all() and twins["wilcoxon_p_holm"].isna().all()
     assert b"paired t p" in svg and b"(n=5 fish)" in svg
     assert b"Wilcoxon" not in svg and b"n.t." not in svg
+    # the effect size stands beside the p-values: Cohen's dz of each twin row of the table
+    for dz in twins["cohens_dz"]:
+        assert f"dz={dz:.2f} (n=5 fish)".encode() in svg
 
 
 def test_model_comparison_draws_no_p_value_where_the_table_has_none(tmp_path):
@@ -105,6 +108,20 @@ def test_model_comparison_draws_no_p_value_where_the_table_has_none(tmp_path):
     svg = paths[1].read_bytes()
     assert b"no test (n=5 fish)" in svg
     assert b"p=" not in svg and b"p<" not in svg
+
+
+def test_model_comparison_with_two_fish_names_no_test(tmp_path):
+    # The defect of issue 13: with two fish a t-test was drawn ("paired t p=1.000 (n=2 fish)").
+    summary = summary_table(windows=(10,))
+    summary = summary[summary["fish"].isin(FISH[:2])]
+    path = tmp_path / "statistics.csv"
+    comparisons(summary).to_csv(path, index=False)
+    stats = pd.read_csv(path)  # as the workflow reads it back
+    assert stats["t_p"].isna().all() and (stats["t_min_fish"] == 3).all()
+    paths = evaluation.plot_model_comparison(summary, stats, tmp_path / "two_fish")
+    svg = paths[1].read_bytes()
+    assert "no test: needs ≥ 3 fish (n=2 fish)".encode() in svg
+    assert b"p=" not in svg and b"p<" not in svg and b"dz=" not in svg
 
 
 def test_model_comparison_without_stats_and_one_window(tmp_path):

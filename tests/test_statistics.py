@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -12,8 +13,10 @@ from scipy import stats
 from nlp4neuro.errors import ConfigError, InputFileError
 from nlp4neuro.statistics import (
     COMPARISON_COLUMNS,
+    MIN_FISH_FOR_T,
     default_pairs,
     paired_comparisons,
+    wilcoxon_min_fish,
     wilcoxon_min_p,
 )
 
@@ -72,19 +75,26 @@ def test_six_fish_against_hand_and_scipy():
     assert row["t_stat"] == pytest.approx(t_hand, rel=1e-6)
     assert row["t_p"] == pytest.approx(2 * stats.t.sf(abs(t_hand), df=5), rel=1e-6)
     assert row["t_p"] == pytest.approx(stats.ttest_rel(A6, B6).pvalue)
+    assert row["t_testable"] and row["t_min_fish"] == 3
+    # Cohen's dz = mean / sd (ddof=1), i.e. t / sqrt(n)
+    assert row["cohens_dz"] == pytest.approx((-19 / 6 * 1e-3) / sd, rel=1e-6)
     # Wilcoxon: |diff| ranks 4, 2, 6, 1, 3, 5; only the +1 difference is positive -> W = 1.
     # Sign patterns with W+ <= 1: {} and {rank 1} -> 2 of 64, two-sided p = 2 * 2/64 = 0.0625.
     assert row["wilcoxon_stat"] == 1
     assert row["wilcoxon_p"] == pytest.approx(0.0625)
     assert row["wilcoxon_min_p"] == pytest.approx(2 / 64) and row["wilcoxon_testable"]
+    assert row["wilcoxon_min_fish"] == 6
     # a has the lower error in 5 of 6 fish
     assert row["n_a_better"] == 5
     assert row["sign_summary"] == "a better in 5 of 6 fish"
     assert row["fish"] == "9,10,11,12,13,14"
     # the percentile CI brackets the mean difference and excludes 0 for these data
     assert row["ci_low"] < row["mean_diff"] < row["ci_high"] < 0
+    assert row["ci_level"] == pytest.approx(0.95)
     # one comparison: Holm leaves p unchanged
     assert row["t_p_holm"] == pytest.approx(row["t_p"])
+    assert row["t_holm_n_tests"] == 1 and row["wilcoxon_holm_n_tests"] == 1
+    assert row["holm_family"] == "rmse/pooled, every pair x window (1 x 1 rows)"
     assert row["note"] == ""
 
 
@@ -126,7 +136,10 @@ def test_too_few_fish_for_wilcoxon_says_so_and_reports_no_p(n_fish, min_p):
     assert math.isnan(row["wilcoxon_p"]) and math.isnan(row["wilcoxon_p_holm"])
     assert not row["wilcoxon_testable"] and not row["wilcoxon_significant"]
     assert row["wilcoxon_min_p"] == pytest.approx(min_p)
-    assert f"Wilcoxon cannot reach p<0.05 with {n_fish} fish (min p = {min_p:.4g})" in row["note"]
+    assert (
+        f"not testable: Wilcoxon cannot reach p<0.05 with {n_fish} fish (min p = {min_p:.4g}), "
+        "needs >= 6 non-zero differences"
+    ) in row["note"]
     # the paired t-test is still computed, and the CI (n >= 3)
     assert row["t_p"] == pytest.approx(stats.ttest_rel(A6[:n_fish], B6[:n_fish]).pvalue)
     assert np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"])
@@ -145,11 +158,99 @@ def test_alpha_decides_wilcoxon_testability():
     assert row["wilcoxon_p"] == pytest.approx(stats.wilcoxon(A6[:5], B6[:5], method="exact").pvalue)
 
 
-def test_two_fish_have_no_ci():
-    summary = summary_from({"a": {9: 0.05, 10: 0.06}, "b": {9: 0.07, 10: 0.065}})
-    row = compare(summary, [("a", "b")]).iloc[0]
-    assert math.isnan(row["ci_low"]) and math.isnan(row["ci_high"])
-    assert "bootstrap CI not computable with 2 fish" in row["note"]
+def fish_with_differences(steps: list[int], window: int = 10) -> pd.DataFrame:
+    """Fish 1..n with a = 0.05 and b = a + steps x 1e-3, so a - b = -steps x 1e-3."""
+    fish = range(1, len(steps) + 1)
+    return summary_from(
+        {
+            "a": dict.fromkeys(fish, 0.05),
+            "b": {f: 0.05 + s * 1e-3 for f, s in zip(fish, steps, strict=True)},
+        },
+        window=window,
+    )
+
+
+def test_two_fish_by_hand_effect_size_but_no_test():
+    # d = a - b = [-1, -4] x 1e-3: mean -2.5e-3, sd = |d1 - d2| / sqrt(2) = 3e-3 / sqrt(2)
+    row = compare(fish_with_differences([1, 4]), [("a", "b")]).iloc[0]
+    assert row["mean_diff"] == pytest.approx(-2.5e-3)
+    assert row["cohens_dz"] == pytest.approx(-5 / (3 * math.sqrt(2)))  # -1.1785
+    # no test where it cannot mean anything: no statistic, no p, not in the Holm family
+    assert MIN_FISH_FOR_T == 3 and row["t_min_fish"] == 3 and not row["t_testable"]
+    for column in ("t_stat", "t_p", "t_p_holm", "wilcoxon_p", "wilcoxon_p_holm", "ci_low"):
+        assert math.isnan(row[column]), column
+    assert not row["t_significant"] and not row["wilcoxon_significant"]
+    assert row["t_holm_n_tests"] == 0 and row["wilcoxon_holm_n_tests"] == 0
+    assert row["wilcoxon_min_p"] == pytest.approx(0.5)
+    assert row["note"] == (
+        "bootstrap CI not computable with 2 fish (need >= 3); "
+        "not testable: paired t needs >= 3 fish, found 2; "
+        "not testable: Wilcoxon cannot reach p<0.05 with 2 fish (min p = 0.5), "
+        "needs >= 6 non-zero differences"
+    )
+    assert row["sign_summary"] == "a better in 2 of 2 fish"
+
+
+def test_three_fish_by_hand():
+    # d = [-1, -2, -3] x 1e-3: mean -2e-3, sd 1e-3, dz = -2, t = dz sqrt(3) with df 2
+    row = compare(fish_with_differences([1, 2, 3]), [("a", "b")], n_bootstrap=20000).iloc[0]
+    t_hand = -2 * math.sqrt(3)
+    assert row["cohens_dz"] == pytest.approx(-2.0)
+    assert row["t_stat"] == pytest.approx(t_hand)
+    # t with 2 df: CDF = 1/2 + t / (2 sqrt(t² + 2)), so two-sided p = 1 - |t| / sqrt(t² + 2)
+    assert row["t_p"] == pytest.approx(1 - abs(t_hand) / math.sqrt(t_hand**2 + 2))  # 0.0742
+    # The 27 resamples of 3 fish are equally likely; all three the same fish has 1/27 = 3.7 %
+    # > 2.5 %, so the 95 % percentile interval is [min d, max d].
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((-3e-3, -1e-3))
+    assert row["wilcoxon_min_p"] == pytest.approx(0.25) and math.isnan(row["wilcoxon_p"])
+    assert row["note"].startswith("not testable: Wilcoxon cannot reach p<0.05 with 3 fish")
+
+
+def test_five_fish_by_hand():
+    # d = [-1 .. -5] x 1e-3: mean -3e-3, sd sqrt(10 / 4) e-3, t = -3 / sqrt(2.5 / 5) = -sqrt(18)
+    row = compare(fish_with_differences([1, 2, 3, 4, 5]), [("a", "b")], n_bootstrap=20000)
+    row = row.iloc[0]
+    t_hand = -math.sqrt(18)
+    assert row["cohens_dz"] == pytest.approx(-3 / math.sqrt(2.5))  # -1.897
+    assert row["t_stat"] == pytest.approx(t_hand)
+    # t with 4 df: CDF = 1/2 + t (t² + 6) / (2 (t² + 4)^1.5)
+    assert row["t_p"] == pytest.approx(1 - abs(t_hand) * (t_hand**2 + 6) / (t_hand**2 + 4) ** 1.5)
+    # Exact bootstrap distribution: the sum of 5 draws from {1..5} is <= 8 in 56 and <= 9 in 126
+    # of 3125 resamples (1.8 % < 2.5 % < 4.0 %), so the 2.5 % quantile of the mean is 9 / 5 and,
+    # by symmetry, the 97.5 % quantile 21 / 5.
+    sums = np.array([sum(s) for s in itertools.product(range(1, 6), repeat=5)])
+    assert (np.sum(sums <= 8), np.sum(sums <= 9), np.sum(sums >= 21)) == (56, 126, 126)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((-4.2e-3, -1.8e-3))
+    assert row["t_testable"] and not row["wilcoxon_testable"]
+
+
+def test_holm_family_is_the_testable_rows():
+    # one pair in three windows with 5, 3 and 2 fish: the 2-fish row has no p and is left out
+    summary = pd.concat(
+        [
+            fish_with_differences([1, 2, 3, 4, 5], window=10),
+            fish_with_differences([1, 2, 3], window=20),
+            fish_with_differences([1, 4], window=30),
+        ],
+        ignore_index=True,
+    )
+    table = compare(summary, [("a", "b")])
+    assert list(table["t_holm_n_tests"]) == [2, 2, 2]
+    assert set(table["holm_family"]) == {"rmse/pooled, every pair x window (1 x 3 rows)"}
+    p5 = 1 - math.sqrt(18) * 24 / 22**1.5  # 0.0132, the 5-fish p above
+    p3 = 1 - math.sqrt(12) / math.sqrt(14)  # 0.0742, the 3-fish p above
+    # Holm with m = 2: smallest p x 2, then max(that, next p x 1)
+    assert table["t_p_holm"].iloc[0] == pytest.approx(2 * p5)
+    assert table["t_p_holm"].iloc[1] == pytest.approx(max(2 * p5, p3))
+    assert math.isnan(table["t_p_holm"].iloc[2])
+    assert list(table["t_significant"]) == [True, False, False]
+
+
+@pytest.mark.parametrize(("alpha", "n"), [(0.05, 6), (0.0625, 6), (0.1, 5), (0.01, 8)])
+def test_wilcoxon_min_fish(alpha, n):
+    # 2 / 2**n < alpha first at n: 2/64 < 0.05; 2/32 = 0.0625 is not < 0.0625; 2/256 < 0.01
+    assert wilcoxon_min_fish(alpha) == n
+    assert wilcoxon_min_p(n) < alpha <= wilcoxon_min_p(n - 1)
 
 
 def test_wilcoxon_min_p():
@@ -243,7 +344,10 @@ def test_bca_interval_and_identical_differences():
     constant = six_fish(c=A6 + 0.01)
     row = compare(constant, [("a", "c")]).iloc[0]
     assert row["ci_low"] == pytest.approx(-0.01) and row["ci_high"] == pytest.approx(-0.01)
-    assert math.isnan(row["t_p"]) and "t-test undefined" in row["note"]
+    assert math.isnan(row["t_p"]) and math.isnan(row["cohens_dz"]) and not row["t_testable"]
+    assert row["note"] == (
+        "paired differences identical in every fish: t-test and Cohen's dz undefined"
+    )
     assert row["wilcoxon_p"] == pytest.approx(2 / 64)
     with pytest.raises(ConfigError, match="ci_method"):
         compare(constant, [("a", "c")], ci_method="studentized")

@@ -5,22 +5,35 @@ first (`nlp4neuro.metrics.summarise`), and two models are compared on the fish t
 on. This replaces the reference analysis, which pooled fish x runs as independent samples in a
 Mann-Whitney U test without multiple-comparison correction.
 
-For every pair of models (and every window size) `paired_comparisons` reports the mean paired
-difference with a bootstrap confidence interval over fish, a paired t-test, an exact Wilcoxon
-signed-rank test, a sign count, and Holm-corrected p-values across all rows of the table.
+For every pair of models (and every window size) `paired_comparisons` reports, with d the
+per-fish difference model_a - model_b:
+- effect sizes: the mean of d with a bootstrap confidence interval over fish (level 1 - alpha,
+  `ci_level`), and Cohen's dz = mean(d) / sd(d) (sd with ddof=1);
+- tests: a paired t-test and an exact Wilcoxon signed-rank test, each with its p-value, its
+  Holm-corrected p-value and the fewest fish it needs (`t_min_fish`, `wilcoxon_min_fish`);
+- a sign count (in how many fish model_a was better).
 
-Small-sample policy (why some p-values are NaN):
-- The exact two-sided Wilcoxon signed-rank test on n non-zero differences cannot give a p-value
-  below 2 / 2**n (all differences of one sign). With 5 fish that is 0.0625, so the test can never
-  reject at alpha = 0.05. In that case `wilcoxon_p` is NaN, `wilcoxon_testable` is False and
-  `note` says so; `wilcoxon_min_p` always holds the minimum achievable p. Reporting the raw exact
-  p (0.0625) would invite reading "nearly significant" into a test that had no power at all.
-- The bootstrap CI needs at least 3 fish (with 2 the resampled means take only 3 values);
-  otherwise the CI is NaN and `note` says so. With few fish a percentile bootstrap CI is too
-  narrow (it ignores the t-distribution's heavier tails); read it as descriptive.
-- Holm's correction runs over the comparisons that have a finite p-value. A test that cannot
-  reject cannot cause a false rejection, so leaving it out of the family keeps the family-wise
-  error rate at alpha.
+Small-sample policy (why some p-values are NaN): a test runs only where it can mean something,
+and the table says why where it does not (`note` starts with "not testable:").
+- Paired t-test: at least `MIN_FISH_FOR_T` = 3 fish. With 2 fish the t-statistic has one degree
+  of freedom (a Cauchy distribution): the spread of the differences is estimated from a single
+  number, the normality the test assumes cannot be judged at all, and p only says how close the
+  two differences are to each other.
+- Exact two-sided Wilcoxon signed-rank test on n non-zero differences: it cannot give a p-value
+  below 2 / 2**n (all differences of one sign). It runs only with n >= `wilcoxon_min_fish(alpha)`
+  (6 at alpha = 0.05; 5 fish give at best 0.0625); `wilcoxon_min_p` always holds the minimum
+  achievable p. Reporting the raw exact p (0.0625) would invite reading "nearly significant" into
+  a test that had no power at all.
+- Bootstrap CI: at least `MIN_FISH_FOR_CI` = 3 fish (with 2 the resampled means take only 3
+  values). With few fish a percentile bootstrap CI is too narrow (it ignores the
+  t-distribution's heavier tails); read it as descriptive. Every comparison draws from a fresh
+  generator seeded with `seed`, so a CI does not depend on the order of the pairs.
+- Cohen's dz: at least `MIN_FISH_FOR_DZ` = 2 fish, and NaN where the differences are identical
+  in every fish (sd 0).
+- Holm's correction (one family per test and per call, i.e. per metric and segment: every pair x
+  window of the table, `holm_family`) runs over the rows that have a p-value; `t_holm_n_tests` and
+  `wilcoxon_holm_n_tests` give the family size. A test that cannot run cannot cause a false
+  rejection, so leaving it out of the family keeps the family-wise error rate at alpha.
 """
 
 from __future__ import annotations
@@ -42,8 +55,12 @@ logger = logging.getLogger(__name__)
 PRETRAINED_VS_UNTRAINED = "pretrained_vs_untrained"
 MODEL_VS_MODEL = "model_vs_model"
 
+MIN_FISH_FOR_T = 3
+"""Fewest fish for a paired t-test (df >= 2); see the module docstring."""
 MIN_FISH_FOR_CI = 3
-MIN_FISH_FOR_T = 2
+"""Fewest fish for a bootstrap CI of the mean paired difference."""
+MIN_FISH_FOR_DZ = 2
+"""Fewest fish for Cohen's dz (an sd needs two values)."""
 
 COMPARISON_COLUMNS: tuple[str, ...] = (
     "window_frames",
@@ -59,17 +76,25 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
     "mean_diff",
     "ci_low",
     "ci_high",
+    "ci_level",
     "ci_method",
+    "cohens_dz",
+    "t_min_fish",
+    "t_testable",
     "t_stat",
     "t_p",
     "t_p_holm",
     "t_significant",
+    "wilcoxon_min_fish",
+    "wilcoxon_testable",
     "wilcoxon_stat",
     "wilcoxon_p",
     "wilcoxon_min_p",
-    "wilcoxon_testable",
     "wilcoxon_p_holm",
     "wilcoxon_significant",
+    "holm_family",
+    "t_holm_n_tests",
+    "wilcoxon_holm_n_tests",
     "n_a_better",
     "sign_summary",
     "fish",
@@ -140,14 +165,36 @@ def wilcoxon_min_p(n_nonzero: int) -> float:
     return float(min(1.0, 2.0 ** (1 - n_nonzero))) if n_nonzero > 0 else 1.0
 
 
+def wilcoxon_min_fish(alpha: float) -> int:
+    """Fewest non-zero differences for which the exact Wilcoxon test can reach p < alpha.
+
+    6 at alpha = 0.05 (min p 2/64 = 0.031; 5 fish give at best 2/32 = 0.0625).
+    """
+    n = 1
+    while wilcoxon_min_p(n) >= alpha:
+        n += 1
+    return n
+
+
+def _identical(diff: np.ndarray) -> bool:
+    """True where the paired differences are equal in every fish (up to rounding): sd is 0."""
+    scale = max(float(np.max(np.abs(diff))), np.finfo(float).tiny)
+    return bool(np.ptp(diff) <= 1e-12 * scale)
+
+
 def _bootstrap_ci(
     diff: np.ndarray, alpha: float, n_bootstrap: int, seed: int, method: str
 ) -> tuple[float, float, str | None]:
+    """Bootstrap CI (level 1 - alpha) of the mean of `diff` (one value per fish), with a note."""
     if diff.size < MIN_FISH_FOR_CI:
-        return np.nan, np.nan, f"bootstrap CI not computable with {diff.size} fish (need >= 3)"
+        return (
+            np.nan,
+            np.nan,
+            f"bootstrap CI not computable with {diff.size} fish (need >= {MIN_FISH_FOR_CI})",
+        )
     if np.ptp(diff) == 0:
         # Every resample has the same mean; scipy would warn about a degenerate distribution.
-        return float(diff[0]), float(diff[0]), "paired differences identical in every fish"
+        return float(diff[0]), float(diff[0]), None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = stats.bootstrap(
@@ -163,13 +210,26 @@ def _bootstrap_ci(
     return float(interval.low), float(interval.high), note
 
 
+def _cohens_dz(diff: np.ndarray) -> tuple[float, str | None]:
+    """Cohen's dz = mean(diff) / sd(diff, ddof=1); NaN with fewer than 2 fish or sd 0."""
+    if diff.size < MIN_FISH_FOR_DZ:
+        return np.nan, f"Cohen's dz needs >= {MIN_FISH_FOR_DZ} fish, found {diff.size}"
+    if _identical(diff):
+        return np.nan, None  # named by the note on identical differences
+    return float(diff.mean() / diff.std(ddof=1)), None
+
+
 def _paired_t(a: np.ndarray, b: np.ndarray) -> tuple[float, float, str | None]:
+    """Paired t statistic and two-sided p of a - b; NaN below `MIN_FISH_FOR_T` fish or sd 0."""
     diff = a - b
     if diff.size < MIN_FISH_FOR_T:
-        return np.nan, np.nan, f"t-test needs >= 2 fish, found {diff.size}"
-    scale = max(float(np.max(np.abs(diff))), np.finfo(float).tiny)
-    if np.ptp(diff) <= 1e-12 * scale:
-        return np.nan, np.nan, "paired differences identical in every fish: t-test undefined"
+        return (
+            np.nan,
+            np.nan,
+            f"not testable: paired t needs >= {MIN_FISH_FOR_T} fish, found {diff.size}",
+        )
+    if _identical(diff):
+        return np.nan, np.nan, None  # named by the note on identical differences
     result = stats.ttest_rel(a, b)
     return float(result.statistic), float(result.pvalue), None
 
@@ -184,8 +244,8 @@ def _wilcoxon(
     if min_p >= alpha:
         zeros = "" if n_nonzero == diff.size else f" ({n_nonzero} non-zero differences)"
         note = (
-            f"Wilcoxon cannot reach p<{alpha:g} with {diff.size} fish{zeros} "
-            f"(min p = {min_p:.4g}); p not reported"
+            f"not testable: Wilcoxon cannot reach p<{alpha:g} with {diff.size} fish{zeros} "
+            f"(min p = {min_p:.4g}), needs >= {wilcoxon_min_fish(alpha)} non-zero differences"
         )
         return np.nan, np.nan, min_p, False, note
     result = stats.wilcoxon(a, b, zero_method="wilcox", method="exact")
@@ -240,7 +300,10 @@ def paired_comparisons(
         DataFrame with columns `COMPARISON_COLUMNS`, one row per pair and window size. Only fish
         with a finite value for both models are paired; `n_dropped` counts the others (named in
         `note`). `fish` lists the paired fish. `t_p_holm` and `wilcoxon_p_holm` are Holm-adjusted
-        across all rows. See the module docstring for when p-values or CIs are NaN.
+        over the rows of this table that have a p-value (the family, `holm_family`; its size in
+        `*_holm_n_tests`). Tests below their minimum number of fish (`t_min_fish`,
+        `wilcoxon_min_fish`) give no p-value and a `note` starting "not testable:"; see the
+        module docstring for when p-values, CIs or Cohen's dz are NaN.
     """
     _check_summary(summary)
     _check_options(alpha, n_bootstrap, ci_method)
@@ -253,6 +316,21 @@ def paired_comparisons(
         "lower_is_better": lower_is_better,
         "ci_method": ci_method,
     }
+    rows = [
+        row | {"metric": metric, "segment": segment}
+        for row in _compare_windows(selected, pair_list, options)
+    ]
+    windows = selected["window_frames"].nunique()
+    family = f"{metric}/{segment}, every pair x window ({len(pair_list)} x {windows} rows)"
+    table = _with_holm(pd.DataFrame(rows), alpha, family)
+    logger.info("%d paired comparisons on %s/%s", len(table), metric, segment)
+    return table[list(COMPARISON_COLUMNS)]
+
+
+def _compare_windows(
+    selected: pd.DataFrame, pair_list: list[tuple[str, str, str]], options: dict[str, object]
+) -> list[dict[str, object]]:
+    """One `_compare` row per window size (ascending) and pair (in `pair_list` order)."""
     rows = []
     for window in sorted(selected["window_frames"].unique()):
         in_window = selected[selected["window_frames"] == window]
@@ -264,11 +342,8 @@ def paired_comparisons(
                 model_b=model_b,
                 **options,
             )
-            where = {"window_frames": window, "metric": metric, "segment": segment}
-            rows.append(row | where | {"contrast": contrast})
-    table = _with_holm(pd.DataFrame(rows), alpha)
-    logger.info("%d paired comparisons on %s/%s", len(table), metric, segment)
-    return table[list(COMPARISON_COLUMNS)]
+            rows.append(row | {"window_frames": window, "contrast": contrast})
+    return rows
 
 
 def _check_options(alpha: float, n_bootstrap: int, ci_method: str) -> None:
@@ -299,13 +374,69 @@ def _select(
     return selected
 
 
-def _with_holm(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """Add Holm-adjusted p-values over all rows and the `*_significant` columns."""
-    table["t_p_holm"] = _holm(table["t_p"], alpha)
-    table["wilcoxon_p_holm"] = _holm(table["wilcoxon_p"], alpha)
-    table["t_significant"] = table["t_p_holm"] < alpha
-    table["wilcoxon_significant"] = table["wilcoxon_p_holm"] < alpha
+def _with_holm(table: pd.DataFrame, alpha: float, family: str) -> pd.DataFrame:
+    """Add Holm-adjusted p-values over the testable rows, the family and `*_significant`."""
+    table["holm_family"] = family
+    for test in ("t", "wilcoxon"):
+        table[f"{test}_p_holm"] = _holm(table[f"{test}_p"], alpha)
+        table[f"{test}_holm_n_tests"] = int(np.isfinite(table[f"{test}_p"]).sum())
+        table[f"{test}_significant"] = table[f"{test}_p_holm"] < alpha
     return table
+
+
+def _pair_fish(values_a: pd.Series, values_b: pd.Series) -> tuple[pd.Index, pd.Index, list[str]]:
+    """Fish with a value for both models (sorted), the others, and notes naming the others."""
+    shared = values_a.index.intersection(values_b.index).sort_values()
+    dropped = values_a.index.union(values_b.index).difference(shared).sort_values()
+    notes: list[str] = []
+    if len(dropped):
+        notes.append(
+            f"{len(dropped)} fish dropped (not present for both models): "
+            + ", ".join(str(f) for f in dropped)
+        )
+    if shared.size == 0:
+        notes.append("no fish present for both models")
+    return shared, dropped, notes
+
+
+def _effect_sizes(
+    diff: np.ndarray, alpha: float, n_bootstrap: int, seed: int, ci_method: str
+) -> tuple[dict[str, object], list[str | None]]:
+    """Mean paired difference, its bootstrap CI and Cohen's dz (diff: one value per fish)."""
+    ci_low, ci_high, ci_note = _bootstrap_ci(diff, alpha, n_bootstrap, seed, ci_method)
+    dz, dz_note = _cohens_dz(diff)
+    identical = None
+    if diff.size >= MIN_FISH_FOR_DZ and _identical(diff):
+        identical = "paired differences identical in every fish: t-test and Cohen's dz undefined"
+    effects = {
+        "mean_diff": float(diff.mean()) if diff.size else np.nan,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "ci_level": 1.0 - alpha,
+        "ci_method": ci_method,
+        "cohens_dz": dz,
+    }
+    return effects, [identical, ci_note, dz_note]
+
+
+def _paired_tests(
+    a: np.ndarray, b: np.ndarray, alpha: float
+) -> tuple[dict[str, object], list[str | None]]:
+    """Paired t and exact Wilcoxon tests of a - b (one value per fish), with their minimum fish."""
+    t_stat, t_p, t_note = _paired_t(a, b)
+    w_stat, w_p, min_p, w_testable, w_note = _wilcoxon(a, b, alpha)
+    tests = {
+        "t_min_fish": MIN_FISH_FOR_T,
+        "t_testable": bool(np.isfinite(t_p)),
+        "t_stat": t_stat,
+        "t_p": t_p,
+        "wilcoxon_min_fish": wilcoxon_min_fish(alpha),
+        "wilcoxon_testable": w_testable,
+        "wilcoxon_stat": w_stat,
+        "wilcoxon_p": w_p,
+        "wilcoxon_min_p": min_p,
+    }
+    return tests, [t_note, w_note]
 
 
 def _compare(
@@ -320,25 +451,14 @@ def _compare(
     lower_is_better: bool,
     ci_method: str,
 ) -> dict[str, object]:
-    shared = values_a.index.intersection(values_b.index).sort_values()
-    dropped = values_a.index.union(values_b.index).difference(shared).sort_values()
+    """One row of the table: the paired fish, effect sizes, tests and a sign count."""
+    shared, dropped, notes = _pair_fish(values_a, values_b)
     a = values_a.loc[shared].to_numpy()
     b = values_b.loc[shared].to_numpy()
     diff = a - b
-    notes: list[str] = []
-    if len(dropped):
-        notes.append(
-            f"{len(dropped)} fish dropped (not present for both models): "
-            + ", ".join(str(f) for f in dropped)
-        )
-    if shared.size == 0:
-        notes.append("no fish present for both models")
-
-    ci_low, ci_high, ci_note = _bootstrap_ci(diff, alpha, n_bootstrap, seed, ci_method)
-    t_stat, t_p, t_note = _paired_t(a, b)
-    w_stat, w_p, min_p, testable, w_note = _wilcoxon(a, b, alpha)
-    notes.extend(note for note in (ci_note, t_note, w_note) if note)
-
+    effects, effect_notes = _effect_sizes(diff, alpha, n_bootstrap, seed, ci_method)
+    tests, test_notes = _paired_tests(a, b, alpha)
+    notes.extend(note for note in effect_notes + test_notes if note)
     a_better = int(np.sum(diff < 0) if lower_is_better else np.sum(diff > 0))
     return {
         "model_a": model_a,
@@ -347,16 +467,8 @@ def _compare(
         "n_dropped": len(dropped),
         "mean_a": float(a.mean()) if a.size else np.nan,
         "mean_b": float(b.mean()) if b.size else np.nan,
-        "mean_diff": float(diff.mean()) if diff.size else np.nan,
-        "ci_low": ci_low,
-        "ci_high": ci_high,
-        "ci_method": ci_method,
-        "t_stat": t_stat,
-        "t_p": t_p,
-        "wilcoxon_stat": w_stat,
-        "wilcoxon_p": w_p,
-        "wilcoxon_min_p": min_p,
-        "wilcoxon_testable": testable,
+        **effects,
+        **tests,
         "n_a_better": a_better,
         "sign_summary": f"{model_a} better in {a_better} of {shared.size} fish",
         "fish": ",".join(str(f) for f in shared),

@@ -4,7 +4,7 @@ import pandas as pd
 from _runtime import start
 
 from nlp4neuro.provenance import write_table
-from nlp4neuro.statistics import default_pairs, paired_comparisons
+from nlp4neuro.statistics import MIN_FISH_FOR_T, default_pairs, paired_comparisons
 
 logger = start(snakemake)
 summary = pd.read_csv(snakemake.input.summary)
@@ -21,4 +21,10 @@ parameters = {
 }
 statistics = paired_comparisons(summary, pairs=pairs, **parameters)
 write_table(statistics, snakemake.output.statistics, parameters)
-logger.info("%d comparisons over %d models", len(statistics), len(models))
+logger.info(
+    "%d comparisons over %d models, %d with a paired t p-value (at least %d fish)",
+    len(statistics),
+    len(models),
+    int(statistics["t_testable"].sum()),
+    MIN_FISH_FOR_T,
+)

@@ -116,17 +116,32 @@ def _format_p(p: float) -> str:
 
 
 def _annotation(row: pd.Series) -> str:
-    """The tests that the statistics table gives a (Holm-corrected) p-value, and the fish count.
+    """The tests that the statistics table gives a (Holm-corrected) p-value, Cohen's dz beside
+    them, and the fish count.
 
     A test the table leaves without a p-value (too few fish, identical differences) is not
-    named: the figure draws no p-value where no test was possible.
+    named: the figure draws no p-value where no test was possible, and says how many fish a test
+    needs where the table has fewer (`t_min_fish`).
     """
+    n_fish = f"(n={int(row['n_fish'])} fish)"
     tests = [
         f"{name} {_format_p(row[column])}"
         for name, column in (("paired t", "t_p_holm"), ("Wilcoxon", "wilcoxon_p_holm"))
         if np.isfinite(row[column])
     ]
-    return "\n".join(tests or ["no test"]) + f" (n={int(row['n_fish'])} fish)"
+    if not tests:
+        return f"{_no_test(row)} {n_fish}"
+    dz = float(row.get("cohens_dz", np.nan))
+    effect = f"dz={dz:.2f} " if np.isfinite(dz) else ""
+    return "\n".join(tests) + f"\n{effect}{n_fish}"
+
+
+def _no_test(row: pd.Series) -> str:
+    """'no test', with the paired t-test's minimum number of fish where the row has fewer."""
+    needed = float(row.get("t_min_fish", np.nan))
+    if np.isfinite(needed) and row["n_fish"] < needed:
+        return f"no test: needs ≥ {int(needed)} fish"
+    return "no test"
 
 
 def plot_model_comparison(
@@ -141,7 +156,8 @@ def plot_model_comparison(
     One panel per window size. Each fish is one colour; a thin line joins the same fish across
     models, so paired differences are visible. Black bars: mean +- s.e.m. over fish. Brackets
     above pretrained-vs-untrained pairs give the Holm-corrected paired t-test and Wilcoxon
-    p-values where the statistics table has them ("no test" where it has none).
+    p-values with Cohen's dz where the statistics table has them, and "no test" where it has
+    none ("no test: needs ≥ 3 fish" where there were too few fish for any test).
 
     Args:
         summary: `nlp4neuro.metrics.summarise` output (seeds averaged within fish).
@@ -214,7 +230,9 @@ def _comparison_legend(fig: Figure, first: Axes, stats_rows: pd.DataFrame | None
     labels.append("mean ± s.e.m. over fish")
     if stats_rows is not None and (stats_rows["contrast"] == "pretrained_vs_untrained").any():
         handles.append(Line2D([], [], color="black", lw=0.8))
-        labels.append("pretrained vs untrained:\nHolm-corrected p where\na test was possible")
+        labels.append(
+            "pretrained vs untrained:\nHolm-corrected p and\nCohen's dz where a test\nwas possible"
+        )
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
 
 
