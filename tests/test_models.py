@@ -33,6 +33,7 @@ from nlp4neuro.models import (
 )
 from nlp4neuro.models import backbones as backbones_module
 from nlp4neuro.models import llm as llm_module
+from nlp4neuro.models import lora as lora_module
 from nlp4neuro.provenance import sha256_file
 
 N_NEURONS = 12
@@ -290,10 +291,155 @@ def test_lora_gpt2_uses_fan_in_fan_out_targets(tiny):
     spec = llm_spec(tiny["gpt2"], lora_r=2)
     model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["gpt2"], seed=0)
     config = model.backbone.peft_config["default"]
-    assert config.fan_in_fan_out and set(config.target_modules) == {"c_attn", "c_proj"}
-    # Per layer: c_attn 64->192, attn.c_proj 64->64, mlp.c_proj 256->64.
-    per_layer = 2 * ((64 + 192) + (64 + 64) + (256 + 64))
+    assert config.fan_in_fan_out and set(config.target_modules) == {"attn.c_attn", "attn.c_proj"}
+    # Per layer: attn.c_attn 64->192 and attn.c_proj 64->64; mlp.c_proj is not adapted.
+    per_layer = 2 * ((64 + 192) + (64 + 64))
     assert trainable_parameter_count(model)[0] == LAYERS * per_layer + heads_count()
+
+
+# ---------------------------------------------------------------- LoRA placement
+
+# Written by hand from the transformers module trees (not from lora.LAYOUTS): the projections
+# of one layer by kind, and the path prefix of layer i.
+FAMILY_PROJECTIONS = {
+    "llama": (
+        "layers.{i}.",
+        {
+            "attention_qkv": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+            "attention_out": ["self_attn.o_proj"],
+            "mlp": ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"],
+        },
+    ),
+    "bert": (
+        "encoder.layer.{i}.",
+        {
+            "attention_qkv": [
+                "attention.self.query",
+                "attention.self.key",
+                "attention.self.value",
+            ],
+            "attention_out": ["attention.output.dense"],
+            "mlp": ["intermediate.dense", "output.dense"],
+        },
+    ),
+    "gpt2": (
+        "h.{i}.",
+        {
+            "attention_qkv": ["attn.c_attn"],
+            "attention_out": ["attn.c_proj"],
+            "mlp": ["mlp.c_fc", "mlp.c_proj"],
+        },
+    ),
+}
+PLACED_KINDS = {
+    "attention": ("attention_qkv", "attention_out"),
+    "attention_mlp": ("attention_qkv", "attention_out", "mlp"),
+}
+
+
+def adapted_paths(model: LLMDecoder) -> set[str]:
+    """Backbone-relative paths of the modules that carry LoRA adapters."""
+    prefix = "base_model.model."
+    return {p.removeprefix(prefix) for p in lora_module.adapted_modules(model.backbone)}
+
+
+def test_placements_are_the_schema_enum():
+    assert set(lora_module.PLACEMENT_KINDS) == set(
+        config.allowed_values("models", "*", "lora_placement")
+    )
+    assert lora_module.PLACEMENT_KINDS == PLACED_KINDS
+    assert make_spec("m", kind="llm", source="gpt2").lora_placement == "attention"
+
+
+@pytest.mark.parametrize("placement", sorted(PLACED_KINDS))
+@pytest.mark.parametrize("arch", sorted(FAMILY_PROJECTIONS))
+def test_lora_placement_adapts_the_same_kinds_in_every_family(tiny, arch, placement):
+    spec = llm_spec(tiny[arch], lora_r=2, lora_placement=placement)
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny[arch], seed=0)
+    prefix, kinds = FAMILY_PROJECTIONS[arch]
+    expected = {
+        prefix.format(i=i) + module
+        for i in range(LAYERS)
+        for kind in PLACED_KINDS[placement]
+        for module in kinds[kind]
+    }
+    assert adapted_paths(model) == expected
+    # Kind for kind: q, k, v (GPT-2's fused c_attn counts 3) and the output, in every family;
+    # the MLP's projections only under attention_mlp (3 in Llama's gated MLP, 2 elsewhere).
+    n_mlp = len(kinds["mlp"]) if placement == "attention_mlp" else 0
+    per_kind = {
+        "attention_qkv": 3 * LAYERS,
+        "attention_out": LAYERS,
+        "mlp": n_mlp * LAYERS,
+        "other": 0,
+    }
+    record = model.lora
+    assert record["placement"] == placement and record["projections"] == per_kind
+    assert record["total_projections"] == sum(per_kind.values())
+    assert record["adapted_modules"] == len(expected)
+    assert record["fan_in_fan_out"] == (arch == "gpt2")
+
+
+def test_lora_placement_kinds_agree_across_families(tiny):
+    for placement in PLACED_KINDS:
+        kinds_seen = set()
+        for arch in FAMILY_PROJECTIONS:
+            spec = llm_spec(tiny[arch], lora_r=2, lora_placement=placement)
+            model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny[arch], seed=0)
+            projections = model.lora["projections"]
+            kinds_seen.add(frozenset(k for k, n in projections.items() if n))
+            assert projections["attention_qkv"] == 3 * projections["attention_out"]
+        assert kinds_seen == {frozenset(PLACED_KINDS[placement])}, placement
+
+
+def test_llama_attention_placement_is_the_former_default(tiny):
+    """SmolLM2 (Llama) keeps exactly the adapters it had: q, k, v and o projections."""
+    spec = llm_spec(tiny["llama"], lora_r=2)
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], seed=0)
+    config = model.backbone.peft_config["default"]
+    assert set(config.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert not config.fan_in_fan_out
+
+
+def test_lora_target_modules_override_is_counted_by_kind(tiny):
+    spec = llm_spec(tiny["bert"], lora_r=2, lora_target_modules=["dense"])
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["bert"], seed=0)
+    # "dense" catches attention.output.dense, intermediate.dense, output.dense and the pooler.
+    assert model.lora["placement"] == "lora_target_modules"
+    assert model.lora["target_modules"] == ["dense"]
+    assert model.lora["projections"] == {
+        "attention_qkv": 0,
+        "attention_out": LAYERS,
+        "mlp": 2 * LAYERS,
+        "other": 1,
+    }
+    assert model.lora["adapted_modules"] == 3 * LAYERS + 1
+
+
+def test_unknown_architecture_needs_lora_target_modules(tiny, monkeypatch):
+    monkeypatch.delitem(lora_module.LAYOUTS, "llama")
+    spec = llm_spec(tiny["llama"], lora_placement="attention_mlp")
+    with pytest.raises(ConfigError) as info:
+        build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], seed=0)
+    assert info.value.key == "models.test_llm.lora_placement"
+    assert "'llama'" in str(info.value) and "models.test_llm.lora_target_modules" in str(info.value)
+    override = llm_spec(tiny["llama"], lora_r=2, lora_target_modules=["q_proj", "v_proj"])
+    model = build_decoder(override, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["llama"], seed=0)
+    assert model.lora["projections"]["other"] == 2 * LAYERS  # no layout: kinds unknown
+
+
+def test_lora_record_is_saved_with_the_model(tiny, tmp_path):
+    spec = llm_spec(tiny["gpt2"], lora_r=2, lora_placement="attention_mlp")
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["gpt2"], seed=0)
+    out = save_decoder(model, tmp_path / "saved", backbone_dir=tiny["gpt2"])
+    meta = json.loads((out / "spec.json").read_text())
+    assert meta["lora"] == model.lora
+    assert meta["lora"]["projections"]["mlp"] == 2 * LAYERS
+    loaded = load_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["gpt2"], out_dir=out)
+    assert loaded.lora == model.lora
+    head = llm_spec(tiny["gpt2"], finetune="head")
+    head_model = build_decoder(head, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["gpt2"], seed=0)
+    assert head_model.lora is None
 
 
 def test_lora_bad_target_modules(tiny):

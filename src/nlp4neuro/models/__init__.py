@@ -4,6 +4,7 @@ Public API (see each submodule for details):
 - `ModelSpec` (spec): one model's parameters, built from a validated config entry.
 - `resolve_source`, `prepare_backbone`, `make_tiny_backbone` (backbones): backbone folders.
 - `LLMDecoder` (llm): frames as tokens through a pretrained language model.
+- `LAYOUTS`, `lora_layout`, `lora_targets` (lora): where LoRA adapters sit per architecture.
 - `RecurrentDecoder`, `ReservoirDecoder`, `TransformerDecoder`, `RidgeDecoder`, `MeanDecoder`
   (baselines).
 - `build_decoder`, `initialise_readout`, `trainable_parameter_count`, `save_decoder`,
@@ -16,7 +17,6 @@ from nlp4neuro.models.backbones import (
     ResolvedSource,
     backbone_family,
     backbone_hidden_size,
-    default_lora_targets,
     make_tiny_backbone,
     mean_embedding_norm,
     prepare_backbone,
@@ -37,12 +37,15 @@ from nlp4neuro.models.build import (
     trainable_parameter_count,
 )
 from nlp4neuro.models.llm import LLMDecoder, load_backbone
+from nlp4neuro.models.lora import LAYOUTS, LoraLayout, lora_layout, lora_targets
 from nlp4neuro.models.spec import FRAME_KINDS, ModelSpec
 from nlp4neuro.models.twin import random_backbone, state_sha256
 
 __all__ = [
     "FRAME_KINDS",
+    "LAYOUTS",
     "LLMDecoder",
+    "LoraLayout",
     "MeanDecoder",
     "ModelSpec",
     "RecurrentDecoder",
@@ -53,10 +56,11 @@ __all__ = [
     "backbone_family",
     "backbone_hidden_size",
     "build_decoder",
-    "default_lora_targets",
     "initialise_readout",
     "load_backbone",
     "load_decoder",
+    "lora_layout",
+    "lora_targets",
     "make_tiny_backbone",
     "mean_embedding_norm",
     "prepare_backbone",

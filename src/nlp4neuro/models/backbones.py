@@ -57,20 +57,6 @@ _TOKENIZER_FILES = (
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
-# Attention projections that get LoRA adapters by default. peft's own table only lists
-# q/v for most models; adapting all four attention projections is the common stronger choice.
-_LORA_TARGETS: dict[str, tuple[str, ...]] = {
-    **{
-        t: ("q_proj", "k_proj", "v_proj", "o_proj")
-        for t in ("llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "mistral")
-    },
-    "bert": ("query", "key", "value"),
-    "roberta": ("query", "key", "value"),
-    "gpt2": ("c_attn", "c_proj"),
-}
-# GPT-2 stores its projections as Conv1D (weight transposed): peft needs fan_in_fan_out.
-_FAN_IN_FAN_OUT = ("gpt2",)
-
 
 @dataclass(frozen=True)
 class ResolvedSource:
@@ -272,7 +258,7 @@ def _source_record(
     }
 
 
-def _text_config(config: Any) -> Any:
+def text_config(config: Any) -> Any:
     """The language part of a config (multimodal configs nest it in `text_config`)."""
     getter = getattr(config, "get_text_config", None)
     return getter() if callable(getter) else config
@@ -290,7 +276,7 @@ def backbone_family(config: Any, *, name: str = "backbone") -> str:
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
     )
 
-    config = _text_config(config)
+    config = text_config(config)
     model_type = getattr(config, "model_type", None)
     if getattr(config, "is_encoder_decoder", False):
         raise ConfigError(
@@ -321,7 +307,7 @@ def backbone_family(config: Any, *, name: str = "backbone") -> str:
 
 def backbone_hidden_size(config: Any, *, name: str = "backbone") -> int:
     """Token width d_model of a backbone (config hidden_size, n_embd or d_model)."""
-    config = _text_config(config)
+    config = text_config(config)
     for attr in ("hidden_size", "n_embd", "d_model"):
         value = getattr(config, attr, None)
         if isinstance(value, int) and value > 0:
@@ -346,26 +332,6 @@ def mean_embedding_norm(model: Any, max_tokens: int = 8192) -> torch.Tensor:
     with torch.no_grad():
         tokens = embedding(ids.to(embedding.weight.device))
         return tokens.detach().float().norm(dim=-1).mean().cpu()
-
-
-def default_lora_targets(config: Any) -> tuple[tuple[str, ...], bool]:
-    """(target module names, fan_in_fan_out) for LoRA on a backbone, from its `model_type`.
-
-    Falls back to peft's own table for architectures not listed here.
-    """
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-
-    model_type = getattr(_text_config(config), "model_type", None)
-    fan_in_fan_out = model_type in _FAN_IN_FAN_OUT
-    if model_type in _LORA_TARGETS:
-        return _LORA_TARGETS[model_type], fan_in_fan_out
-    if model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
-        return tuple(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type]), fan_in_fan_out
-    raise ConfigError(
-        "lora_target_modules",
-        f"an explicit list of Linear module names: no default for model_type {model_type!r}",
-        None,
-    )
 
 
 def make_tiny_backbone(

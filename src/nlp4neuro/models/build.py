@@ -200,7 +200,8 @@ def save_decoder(
     `model.safetensors` (all weights and buffers); ridge/mean: their npz + json. An untrained
     twin in LoRA or head mode adds `backbone.json` (seed and sha256 of its random backbone,
     which `load_decoder` draws again) instead of the backbone's weights. Pass `backbone_dir` to
-    record which prepared backbone the weights belong to (checked by `load_decoder`).
+    record which prepared backbone the weights belong to (checked by `load_decoder`). In LoRA
+    mode `spec.json` also records what was adapted (key `lora`, see `lora.lora_record`).
     """
     spec = getattr(model, "spec", None)
     if not isinstance(spec, ModelSpec):
@@ -221,6 +222,7 @@ def save_decoder(
             "n_neurons": model.n_neurons,
             "n_outputs": model.n_outputs,
             "family": getattr(model, "family", None),
+            "lora": getattr(model, "lora", None),
             "backbone": _backbone_record(backbone_dir),
             "versions": versions(),
         }

@@ -21,9 +21,9 @@ from nlp4neuro.errors import ConfigError, InputFileError
 from nlp4neuro.models.backbones import (
     backbone_family,
     backbone_hidden_size,
-    default_lora_targets,
     mean_embedding_norm,
 )
+from nlp4neuro.models.lora import lora_record, lora_targets
 from nlp4neuro.models.spec import ModelSpec
 from nlp4neuro.models.twin import random_backbone, twin_dtype
 
@@ -49,9 +49,12 @@ class LLMDecoder(nn.Module):
     Attributes:
         random_backbone: for a random (untrained) backbone, the record `twin.random_backbone`
             returned when it was drawn (seed, sha256, ...); None for pretrained weights.
+        lora: in LoRA mode, what was adapted (`lora.lora_record`: placement, projections per
+            kind, counts); None otherwise.
     """
 
     random_backbone: dict[str, Any] | None = None
+    lora: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -204,6 +207,12 @@ def _apply_finetune_mode(
     if spec.finetune == "head":
         backbone.requires_grad_(False)
         return backbone
+    return _wrap_lora(spec, backbone, adapter_dir)
+
+
+def _wrap_lora(spec: ModelSpec, backbone: nn.Module, adapter_dir: Path | None) -> nn.Module:
+    """LoRA adapters on the modules `spec` places them on (`lora.lora_targets`), or the saved
+    adapter in `adapter_dir`."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if spec.loads_quantized:
@@ -212,33 +221,23 @@ def _apply_finetune_mode(
         backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
     if adapter_dir is not None:
         return PeftModel.from_pretrained(backbone, adapter_dir, is_trainable=True)
-    try:
-        targets, fan_in_fan_out = default_lora_targets(backbone.config)
-    except ConfigError:
-        if spec.lora_target_modules is None:
-            raise ConfigError(
-                f"models.{spec.name}.lora_target_modules",
-                "an explicit list of Linear module names for this backbone",
-                f"none given and no default for model_type {backbone.config.model_type!r}",
-            ) from None
-        targets, fan_in_fan_out = (), False
-    if spec.lora_target_modules is not None:
-        targets = spec.lora_target_modules
+    targets, fan_in_fan_out = lora_targets(spec, backbone.config)
     lora_config = LoraConfig(
         r=spec.lora_r,
         lora_alpha=spec.lora_alpha,
         lora_dropout=spec.lora_dropout,
-        target_modules=list(targets),
+        target_modules=targets,
         fan_in_fan_out=fan_in_fan_out,
         bias="none",
     )
     try:
         return get_peft_model(backbone, lora_config)
     except ValueError as error:  # peft: target modules not found in the model
+        key = "lora_target_modules" if spec.lora_target_modules else "lora_placement"
         raise ConfigError(
-            f"models.{spec.name}.lora_target_modules",
+            f"models.{spec.name}.{key}",
             "names of Linear layers that exist in the backbone",
-            f"{list(targets)} ({error})",
+            f"{targets} ({error})",
         ) from error
 
 
@@ -273,6 +272,7 @@ def build_llm_decoder(
         match_embedding_norm=spec.match_embedding_norm,
     )
     model.random_backbone = record
+    model.lora = lora_record(spec, backbone) if spec.finetune == "lora" else None
     # Only the freshly made heads and buffers need moving; a quantized backbone is already placed.
     model.input_proj.to(device)
     model.output_head.to(device)

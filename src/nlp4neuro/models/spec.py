@@ -41,8 +41,12 @@ class ModelSpec:
         finetune: "lora" (low-rank adapters on the backbone), "head" (backbone frozen, only the
             input/output linears train) or "full" (every weight trains).
         lora_r, lora_alpha, lora_dropout: LoRA rank, scaling numerator and adapter dropout.
-        lora_target_modules: names of the backbone Linear layers that get adapters; None picks a
-            default from the backbone's `model_type`.
+        lora_placement: where adapters sit when `lora_target_modules` is None, the same kinds of
+            projection in every family (`nlp4neuro.models.lora`): "attention" (query, key,
+            value and output projections of every attention block) or "attention_mlp" (those
+            plus every MLP projection).
+        lora_target_modules: exact names or dotted path suffixes of the backbone Linear layers
+            that get adapters (overrides `lora_placement`); None uses the placement.
         quantization: "none", "8bit" or "4bit" (bitsandbytes; CUDA only). The untrained twin
             of a quantised model draws its random backbone unquantised in bf16 (still CUDA
             only: 13.5 GB for a 6.7B model).
@@ -71,6 +75,7 @@ class ModelSpec:
     lora_r: int
     lora_alpha: float
     lora_dropout: float
+    lora_placement: str
     lora_target_modules: tuple[str, ...] | None
     quantization: str
     match_embedding_norm: bool
