@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "nlp4neuro"
 # Stages in pipeline order; a module may import its own stage and earlier ones only.
 STAGES = [
-    {"errors", "config", "conventions", "provenance", "codedigest", "metrics"},
+    {"errors", "config", "conventions", "provenance", "codedigest", "metrics", "ladder"},
     {"simulate", "dataverse"},
     {"ingest"},
     {"preprocessing"},

@@ -14,7 +14,9 @@ from safetensors.torch import load_file
 
 from nlp4neuro import config
 from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.ladder import BACKBONE_FREE_RUNGS, expand_models
 from nlp4neuro.models import (
+    BackboneFreeDecoder,
     LLMDecoder,
     MeanDecoder,
     ModelSpec,
@@ -22,6 +24,8 @@ from nlp4neuro.models import (
     RidgeDecoder,
     backbone_family,
     build_decoder,
+    frame_orders,
+    in_frame_order,
     load_decoder,
     make_tiny_backbone,
     prepare_backbone,
@@ -156,6 +160,30 @@ def test_spec_from_workflow_ignores_workflow_keys():
         ),
         ({"kind": "lstm", "source": "gpt2"}, "models.m.source", "non-llm"),
         ([1, 2], "models.m", "mapping"),
+        ({"kind": "lstm", "rung": "block"}, "models.m.rung", "non-llm"),
+        ({"kind": "llm", "source": "gpt2", "rung": "untrained"}, "models.m.pretrained", "rung"),
+        (
+            {"kind": "llm", "source": "gpt2", "rung": "timeshuffled", "pretrained": False},
+            "models.m.pretrained",
+            "'timeshuffled' rung",
+        ),
+        (
+            {"kind": "llm", "source": "gpt2", "rung": "attention", "pretrained": False},
+            "models.m.finetune",
+            "'full' for the 'attention' rung",
+        ),
+        (
+            {
+                "kind": "llm",
+                "source": "gpt2",
+                "rung": "block",
+                "pretrained": False,
+                "finetune": "full",
+                "quantization": "4bit",
+            },
+            "models.m.finetune",
+            "quantized",
+        ),
     ],
 )
 def test_spec_from_config_errors(cfg, key, fragment):
@@ -692,8 +720,15 @@ ROUND_TRIPS = {
     "gru": dict(kind="gru", hidden_size=16),
     "reservoir": dict(kind="reservoir", hidden_size=16),
     "transformer": dict(kind="transformer", hidden_size=16, n_heads=2),
+    **{
+        rung: dict(kind="llm", rung=rung, pretrained=False, finetune="full")
+        for rung in BACKBONE_FREE_RUNGS
+    },
+    "timeshuffled": dict(kind="llm", rung="timeshuffled", lora_r=4),
 }
 EXPECTED_FILES = {
+    **{rung: {"model.safetensors", "spec.json"} for rung in BACKBONE_FREE_RUNGS},
+    "timeshuffled": {"adapter", "heads.safetensors", "spec.json"},
     "lora": {"adapter", "heads.safetensors", "spec.json"},
     "head": {"heads.safetensors", "spec.json"},
     "full": {"model.safetensors", "spec.json"},
@@ -767,6 +802,25 @@ def test_load_decoder_rejects_mismatches(tmp_path):
         load_decoder(spec, 13, N_OUTPUTS, backbone_dir=None, out_dir=tmp_path / "saved")
     with pytest.raises(InputFileError, match=r"no spec\.json"):
         load_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, out_dir=tmp_path / "none")
+    renamed = make_spec("l2", kind="lstm", hidden_size=8)
+    with pytest.raises(InputFileError, match="expected the spec"):
+        load_decoder(renamed, N_NEURONS, N_OUTPUTS, backbone_dir=None, out_dir=tmp_path / "saved")
+
+
+def test_load_decoder_reads_a_spec_saved_before_a_key_was_added(tmp_path):
+    spec = make_spec("l", kind="lstm", hidden_size=8)
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, seed=0)
+    save_decoder(model, tmp_path / "saved")
+    meta_path = tmp_path / "saved" / "spec.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["spec"]["rung"]  # decoders saved before the ablation ladder
+    meta_path.write_text(json.dumps(meta))
+    loaded = load_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, out_dir=tmp_path / "saved")
+    assert loaded.spec == spec
+    meta["spec"]["rung"] = "block"  # but not one saved as another model
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(InputFileError, match="expected the spec"):
+        load_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, out_dir=tmp_path / "saved")
 
 
 def test_load_decoder_checks_the_backbone(tiny, tmp_path):
@@ -955,3 +1009,174 @@ def test_initialise_readout_rejects_wrong_shapes_and_skips_models_without_readou
     with pytest.raises(ValueError, match="expected shape"):
         initialise_readout(model, np.zeros(3), np.ones(3))
     assert not initialise_readout(torch.nn.Linear(3, 2), np.zeros(2), np.ones(2))
+
+
+# ---------------------------------------------------------------- the ablation ladder's rungs
+
+
+def rung_spec(arch_dir, rung: str, **entry) -> ModelSpec:
+    """The `rung` model of a pretrained llm on `arch_dir`, as the ladder expansion writes it."""
+    models = expand_models(
+        {"m": {"kind": "llm", "source": str(arch_dir), "ladder": [rung], **entry}}
+    )
+    return ModelSpec.from_workflow(f"m_{rung}", models[f"m_{rung}"])
+
+
+def mixer_count(rung: str, d: int = HIDDEN) -> int:
+    """Weights between the heads: attention = in/out projections (4 d^2 + 4 d) + LayerNorm
+    (2 d); block = the same attention + MLP d -> 4d -> d + two LayerNorms."""
+    attention = 4 * d * d + 4 * d
+    return {
+        "nobackbone": 0,
+        "attention": attention + 2 * d,
+        "block": attention + (d * 4 * d + 4 * d) + (4 * d * d + d) + 4 * d,
+    }[rung]
+
+
+@pytest.mark.parametrize("rung", BACKBONE_FREE_RUNGS)
+@pytest.mark.parametrize("arch", ["llama", "bert"])
+def test_backbone_free_rungs_have_the_backbones_width_and_train_fully(tiny, rung, arch):
+    spec = rung_spec(tiny[arch], rung)
+    model = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny[arch], seed=4)
+    assert isinstance(model, BackboneFreeDecoder) and model.d_model == HIDDEN
+    assert model.family == ("causal" if arch == "llama" else "encoder")
+    assert not any(name.startswith("backbone") for name, _ in model.named_parameters())
+    expected = heads_count() + mixer_count(rung)
+    assert trainable_parameter_count(model) == (expected, expected)
+    x = torch.randn(2, 7, N_NEURONS, generator=torch.Generator().manual_seed(0))
+    later_changed = x.clone()
+    later_changed[:, 4:] += 1.0
+    model.eval()
+    with torch.no_grad():
+        out, out_changed = model(x), model(later_changed)
+    assert out.shape == (2, 7, N_OUTPUTS)
+    # nobackbone reads each frame alone; a causal rung never looks ahead; an encoder does
+    assert torch.equal(out[:, :4], out_changed[:, :4]) == (rung == "nobackbone" or arch == "llama")
+    same = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny[arch], seed=4)
+    other = build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny[arch], seed=5)
+    for (name, a), b, c in zip(
+        model.state_dict().items(),
+        same.state_dict().values(),
+        other.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(a, b), name
+        assert a.ndim < 2 or not torch.equal(a, c), name  # matrices are drawn from the seed
+
+
+def test_backbone_free_rungs_need_the_backbone_config(tmp_path):
+    spec = rung_spec(tmp_path, "attention")
+    with pytest.raises(InputFileError, match=r"config\.json"):
+        build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tmp_path, seed=0)
+    with pytest.raises(ConfigError, match="prepared backbone"):
+        build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, seed=0)
+
+
+def test_frame_orders_permute_within_each_window():
+    torch.manual_seed(0)
+    training = frame_orders(16, 6, seed=None)
+    assert training.shape == (16, 6) and training.dtype == torch.int64
+    assert all(sorted(row.tolist()) == list(range(6)) for row in training)
+    assert len({tuple(row.tolist()) for row in training}) > 1  # one permutation per window
+    assert not torch.equal(training, frame_orders(16, 6, seed=None))  # fresh every call
+    evaluation = frame_orders(4, 6, seed=5)
+    assert (evaluation == evaluation[0]).all()  # the same for every window: batch-independent
+    assert torch.equal(evaluation[0], frame_orders(1, 6, seed=5)[0])
+    assert sorted(evaluation[0].tolist()) == list(range(6))
+    assert evaluation[0].tolist() != list(range(6))
+    assert not torch.equal(evaluation[0], frame_orders(1, 6, seed=6)[0])
+
+
+def test_in_frame_order_shuffles_only_within_windows_and_keeps_outputs_aligned():
+    # frame t of window b holds the value 10 b + t, so every frame is recognisable
+    x = (10 * torch.arange(3)[:, None] + torch.arange(6)[None, :]).float()[..., None]
+    torch.manual_seed(1)
+    order = frame_orders(3, 6, seed=None)
+    seen = []
+
+    def record(z):
+        seen.append(z)
+        return z
+
+    # each output frame is its own input frame: predictions stay with their targets
+    assert torch.equal(in_frame_order(record, x, order), x)
+    for b in range(3):
+        assert sorted(seen[0][b, :, 0].tolist()) == x[b, :, 0].tolist()  # only its own frames
+    assert not torch.equal(seen[0], x)  # and really shuffled
+    # an order-dependent decoder (running sum) changes; its outputs come back in frame order
+    summed = in_frame_order(lambda z: z.cumsum(dim=1), x, order)
+    assert not torch.equal(summed, x.cumsum(dim=1))
+    inverse = order.argsort(dim=1)
+    assert torch.equal(
+        summed, x.gather(1, order[..., None]).cumsum(1).gather(1, inverse[..., None])
+    )
+
+
+def test_timeshuffled_rung_is_the_pretrained_model_on_shuffled_frames(tiny):
+    backbone = tiny["llama"]
+    pretrained = build_decoder(
+        llm_spec(backbone, finetune="head"), N_NEURONS, N_OUTPUTS, backbone_dir=backbone, seed=5
+    )
+    shuffled = build_decoder(
+        rung_spec(backbone, "timeshuffled", finetune="head"),
+        N_NEURONS,
+        N_OUTPUTS,
+        backbone_dir=backbone,
+        seed=5,
+    )
+    assert int(shuffled.shuffle_seed) == 5 and "shuffle_seed" not in pretrained.state_dict()
+    for name, value in pretrained.state_dict().items():
+        assert torch.equal(value, shuffled.state_dict()[name]), name
+    x = torch.randn(3, 7, N_NEURONS, generator=torch.Generator().manual_seed(0))
+    pretrained.eval()
+    shuffled.eval()
+    with torch.no_grad():
+        fixed = in_frame_order(pretrained, x, frame_orders(3, 7, seed=5))
+        torch.testing.assert_close(shuffled(x), fixed)
+        torch.testing.assert_close(shuffled(x), fixed)  # evaluation is repeatable
+        assert not torch.allclose(shuffled(x), pretrained(x), atol=1e-4)  # a causal model cares
+        shuffled.train()
+        torch.manual_seed(2)
+        first = shuffled(x)
+        torch.manual_seed(2)
+        fresh = in_frame_order(pretrained, x, frame_orders(3, 7, seed=None))
+        torch.testing.assert_close(first, fresh)  # training: a fresh permutation per window
+        assert not torch.allclose(shuffled(x), first, atol=1e-4)
+
+
+@pytest.mark.parametrize("rung", ["nobackbone", "attention", "block", "timeshuffled"])
+def test_rungs_train_through_the_harness_and_beat_the_mean_predictor(tiny, tmp_path, rung):
+    from test_training import CPU, decoding, fast_params, make_dataset
+
+    from nlp4neuro.training import train_decoder
+
+    dataset = make_dataset(n_frames=300, noise=0.05)
+
+    def test_rmse(spec: ModelSpec, backbone_dir) -> float:
+        summary = train_decoder(
+            dataset,
+            spec,
+            window_frames=5,
+            decoding=decoding(),
+            training=fast_params(epochs=15, learning_rate=1e-2, schedule="constant"),
+            compute=CPU,
+            seed=0,
+            out_dir=tmp_path / spec.name,
+            checkpoint_dir=tmp_path / f"{spec.name}_checkpoint",
+            backbone_dir=backbone_dir,
+        )
+        return summary["test_rmse"]
+
+    baseline = test_rmse(make_spec("mean", kind="mean"), None)
+    assert test_rmse(rung_spec(tiny["llama"], rung), tiny["llama"]) < 0.7 * baseline
+
+
+def test_ridge_with_a_single_output_chooses_the_penalty_on_the_right_error():
+    """sklearn gives a (N,) coef_ for one output; validation predictions must stay (T, 1)."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(120, 5))
+    y = (x @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]))[:, None]  # exact, noise-free
+    ridge = RidgeDecoder(5, 1, (0.1, 1000.0)).fit(x[:80], y[:80], x[80:], y[80:])
+    assert ridge.alpha_ == 0.1
+    # with (T,) predictions minus (T, 1) targets the error became a (T, T) matrix: far from 0
+    assert ridge.val_rmse_[0.1] < 0.05

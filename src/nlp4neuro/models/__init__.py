@@ -11,10 +11,14 @@ Public API (see each submodule for details):
   `load_decoder` (build).
 - `random_backbone`, `state_sha256` (twin): an untrained twin's random backbone, redrawn from
   its config and seed instead of saved.
+- `BackboneFreeDecoder`, `frame_orders`, `in_frame_order` (rungs): the ablation ladder's
+  models without a language model, and the timeshuffled rung's frame permutations (the ladder
+  itself is `nlp4neuro.ladder`).
 """
 
 from nlp4neuro.models.backbones import (
     ResolvedSource,
+    backbone_attention_heads,
     backbone_family,
     backbone_hidden_size,
     make_tiny_backbone,
@@ -38,12 +42,14 @@ from nlp4neuro.models.build import (
 )
 from nlp4neuro.models.llm import LLMDecoder, load_backbone
 from nlp4neuro.models.lora import LAYOUTS, LoraLayout, lora_layout, lora_targets
+from nlp4neuro.models.rungs import BackboneFreeDecoder, frame_orders, in_frame_order
 from nlp4neuro.models.spec import FRAME_KINDS, ModelSpec
 from nlp4neuro.models.twin import random_backbone, state_sha256
 
 __all__ = [
     "FRAME_KINDS",
     "LAYOUTS",
+    "BackboneFreeDecoder",
     "LLMDecoder",
     "LoraLayout",
     "MeanDecoder",
@@ -53,9 +59,12 @@ __all__ = [
     "ResolvedSource",
     "RidgeDecoder",
     "TransformerDecoder",
+    "backbone_attention_heads",
     "backbone_family",
     "backbone_hidden_size",
     "build_decoder",
+    "frame_orders",
+    "in_frame_order",
     "initialise_readout",
     "load_backbone",
     "load_decoder",

@@ -319,6 +319,20 @@ def backbone_hidden_size(config: Any, *, name: str = "backbone") -> int:
     )
 
 
+def backbone_attention_heads(config: Any, *, name: str = "backbone") -> int:
+    """Attention heads per layer of a backbone (config num_attention_heads or n_head)."""
+    config = text_config(config)
+    for attr in ("num_attention_heads", "n_head"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ConfigError(
+        "source",
+        "a backbone config with num_attention_heads or n_head",
+        f"{name} (model_type {getattr(config, 'model_type', None)!r}: none of these)",
+    )
+
+
 def mean_embedding_norm(model: Any, max_tokens: int = 8192) -> torch.Tensor:
     """Mean L2 norm of the token vectors the backbone's embedding layer emits (fp32 scalar).
 

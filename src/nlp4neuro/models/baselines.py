@@ -268,7 +268,8 @@ class RidgeDecoder:
         self.val_rmse_ = {}
         for alpha in self.alphas:
             model = Ridge(alpha=alpha).fit(x_train, y_train)
-            pred = x_val @ model.coef_.T + model.intercept_
+            # coef_ is (N,) for a single output: keep predictions (T, K) like the targets
+            pred = model.predict(x_val).reshape(len(x_val), -1)
             rmse = float(np.sqrt(np.mean((pred - y_val) ** 2)))
             self.val_rmse_[alpha] = rmse
             logger.info("ridge alpha %g: validation RMSE %.5f", alpha, rmse)

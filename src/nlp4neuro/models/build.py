@@ -23,6 +23,7 @@ from nlp4neuro.models.baselines import (
     TransformerDecoder,
 )
 from nlp4neuro.models.llm import LLMDecoder, build_llm_decoder
+from nlp4neuro.models.rungs import build_backbone_free_decoder
 from nlp4neuro.models.spec import FRAME_KINDS, ModelSpec
 from nlp4neuro.provenance import atomic_output, versions
 
@@ -102,7 +103,12 @@ def _build_torch(
     """The torch decoder of `spec` (draws from torch's global generator; `seed` reseeds it
     right before an untrained backbone is drawn)."""
     model: nn.Module
-    if spec.kind == "llm":
+    if spec.kind == "llm" and spec.replaces_backbone:
+        assert backbone_dir is not None
+        model = build_backbone_free_decoder(
+            spec, n_neurons, n_outputs, backbone_dir=Path(backbone_dir), device=device
+        )
+    elif spec.kind == "llm":
         assert backbone_dir is not None
         model = build_llm_decoder(
             spec,
@@ -113,26 +119,34 @@ def _build_torch(
             device=device,
             adapter_dir=adapter_dir,
         )
-    elif spec.kind in ("lstm", "gru"):
-        model = RecurrentDecoder(
+    else:
+        model = _build_baseline(spec, n_neurons, n_outputs).to(device)
+    model.spec = spec
+    return model
+
+
+def _build_baseline(spec: ModelSpec, n_neurons: int, n_outputs: int) -> nn.Module:
+    """A torch baseline (lstm, gru, reservoir, transformer) on the CPU."""
+    if spec.kind in ("lstm", "gru"):
+        return RecurrentDecoder(
             n_neurons,
             n_outputs,
             cell=spec.kind,
             hidden_size=spec.hidden_size,
             num_layers=spec.num_layers,
             dropout=spec.dropout,
-        ).to(device)
-    elif spec.kind == "reservoir":
-        model = ReservoirDecoder(
+        )
+    if spec.kind == "reservoir":
+        return ReservoirDecoder(
             n_neurons,
             n_outputs,
             hidden_size=spec.hidden_size,
             spectral_radius=spec.spectral_radius,
             leak=spec.leak,
             input_scaling=spec.input_scaling,
-        ).to(device)
-    elif spec.kind == "transformer":
-        model = TransformerDecoder(
+        )
+    if spec.kind == "transformer":
+        return TransformerDecoder(
             n_neurons,
             n_outputs,
             d_model=spec.hidden_size,
@@ -140,11 +154,9 @@ def _build_torch(
             num_layers=spec.num_layers,
             dropout=spec.dropout,
             max_window=spec.max_window,
-        ).to(device)
-    else:  # pragma: no cover - ModelSpec validation rules this out
-        raise ConfigError(f"models.{spec.name}.kind", "a torch model kind", spec.kind)
-    model.spec = spec
-    return model
+        )
+    # ModelSpec validation rules this out
+    raise ConfigError(f"models.{spec.name}.kind", "a torch model kind", spec.kind)
 
 
 def trainable_parameter_count(model: Decoder) -> tuple[int, int]:
@@ -158,7 +170,8 @@ def trainable_parameter_count(model: Decoder) -> tuple[int, int]:
 
 def _save_format(spec: ModelSpec) -> str:
     """What `save_decoder` writes: only what trains, plus for an untrained twin the record
-    that regenerates its frozen random backbone (`twin.RECORD_FILE`)."""
+    that regenerates its frozen random backbone (`twin.RECORD_FILE`). The ladder's rungs
+    without a backbone fine-tune fully (`ModelSpec` checks it): their whole state is saved."""
     if spec.kind in FRAME_KINDS:
         return spec.kind
     if spec.kind != "llm" or spec.finetune == "full":
@@ -308,9 +321,20 @@ def _read_saved_spec(
             f"a decoder for {n_neurons} neurons and {n_outputs} outputs",
             f"{meta.get('n_neurons')} neurons and {meta.get('n_outputs')} outputs",
         )
-    if meta.get("spec") != spec.to_dict():
+    if _saved_spec(meta.get("spec")) != spec:
         raise InputFileError(meta_path, f"the spec {spec.to_dict()}", meta.get("spec"))
     return meta
+
+
+def _saved_spec(saved: Any) -> ModelSpec | None:
+    """The spec a decoder folder records, completed with today's schema defaults (so a key
+    added since it was saved takes its default); None when it is no valid spec."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("name"), str):
+        return None
+    try:
+        return ModelSpec.from_config(saved["name"], saved)
+    except ConfigError:
+        return None
 
 
 def _check_backbone(saved: dict[str, Any] | None, backbone_dir: str | Path | None) -> None:

@@ -24,6 +24,7 @@ from nlp4neuro.models.backbones import (
     mean_embedding_norm,
 )
 from nlp4neuro.models.lora import lora_record, lora_targets
+from nlp4neuro.models.rungs import frame_orders, in_frame_order
 from nlp4neuro.models.spec import ModelSpec
 from nlp4neuro.models.twin import random_backbone, twin_dtype
 
@@ -41,10 +42,15 @@ class LLMDecoder(nn.Module):
         match_embedding_norm: scale projected tokens so that a z-scored frame (independent,
             unit-variance neurons) gives a token whose expected L2 norm equals the backbone's
             mean token-embedding norm; False keeps the reference code's unscaled projection.
+        shuffle_seed: None, or shuffle the frames within each window before the backbone (the
+            ladder's `timeshuffled` rung, see `rungs.frame_orders`): a fresh permutation per
+            window in training mode, the permutation drawn from this seed in eval mode.
+            Predictions are put back in frame order.
 
     Buffers:
         embedding_norm: mean L2 norm of the backbone's token embeddings (scalar).
         token_scale: multiplier applied to the projection's output (scalar).
+        shuffle_seed: the eval permutation's seed (int64 scalar; only with `shuffle_seed`).
 
     Attributes:
         random_backbone: for a random (untrained) backbone, the record `twin.random_backbone`
@@ -64,6 +70,7 @@ class LLMDecoder(nn.Module):
         *,
         family: str,
         match_embedding_norm: bool = True,
+        shuffle_seed: int | None = None,
     ) -> None:
         super().__init__()
         if family not in ("causal", "encoder"):
@@ -90,6 +97,9 @@ class LLMDecoder(nn.Module):
             token_scale = torch.tensor(1.0)
         self.register_buffer("embedding_norm", embedding_norm.reshape(()).float())
         self.register_buffer("token_scale", token_scale.reshape(()).float())
+        self.shuffles_time = shuffle_seed is not None
+        if self.shuffles_time:
+            self.register_buffer("shuffle_seed", torch.tensor(shuffle_seed, dtype=torch.int64))
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Project frames to backbone tokens: (batch, window, N) -> (batch, window, d_model)."""
@@ -108,6 +118,14 @@ class LLMDecoder(nn.Module):
             raise ValueError(
                 f"input: expected shape (batch, window, {self.n_neurons}), found {tuple(x.shape)}"
             )
+        if not self.shuffles_time:
+            return self.decode(x)
+        seed = None if self.training else int(self.shuffle_seed)
+        return in_frame_order(self.decode, x, frame_orders(x.shape[0], x.shape[1], seed=seed))
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's predictions for windows in the order given: (batch, window, N) ->
+        (batch, window, K)."""
         embed_dtype = self.backbone.get_input_embeddings().weight.dtype
         tokens = self.tokens(x).to(embed_dtype)
         mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
@@ -257,7 +275,8 @@ def build_llm_decoder(
         spec: a kind-"llm" spec.
         n_neurons, n_outputs: input and output widths.
         backbone_dir: folder written by `prepare_backbone` (or any Hugging Face folder).
-        seed: the seed of an untrained (pretrained=False) backbone; unused otherwise.
+        seed: the seed of an untrained (pretrained=False) backbone and of the timeshuffled
+            rung's evaluation permutation; unused otherwise.
         device: torch device string.
         adapter_dir: a saved LoRA adapter to load instead of fresh adapters.
     """
@@ -270,6 +289,7 @@ def build_llm_decoder(
         n_outputs,
         family=family,
         match_embedding_norm=spec.match_embedding_norm,
+        shuffle_seed=seed if spec.rung == "timeshuffled" else None,
     )
     model.random_backbone = record
     model.lora = lora_record(spec, backbone) if spec.finetune == "lora" else None
@@ -278,6 +298,8 @@ def build_llm_decoder(
     model.output_head.to(device)
     model.embedding_norm = model.embedding_norm.to(device)
     model.token_scale = model.token_scale.to(device)
+    if model.shuffles_time:
+        model.shuffle_seed = model.shuffle_seed.to(device)
     logger.info(
         "LLM decoder '%s': %s family, d_model %d, token scale %.4g (embedding norm %.3g), %s",
         spec.name,

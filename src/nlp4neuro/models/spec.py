@@ -13,12 +13,10 @@ from typing import Any
 
 from nlp4neuro.config import allowed_values, build, validate_config
 from nlp4neuro.errors import ConfigError
+from nlp4neuro.ladder import BACKBONE_FREE_RUNGS, RUNG_SETTINGS, WORKFLOW_KEYS
 
 # Kinds fitted in closed form on single frames; every other kind is a torch model.
 FRAME_KINDS = ("ridge", "mean")
-# Added by the workflow (`expand_models` in workflow/rules/common.smk) to an untrained twin's
-# entry; not a config key.
-TWIN_KEY = "twin_of"
 
 
 @dataclass(frozen=True)
@@ -65,6 +63,8 @@ class ModelSpec:
         ridge_alphas: candidate ridge penalties; the one with the lowest validation RMSE is kept.
         n_heads: attention heads of the from-scratch transformer (must divide hidden_size).
         max_window: longest window (frames) the transformer's learned positional embedding covers.
+        rung: the ablation rung this llm is (`nlp4neuro.ladder`, set by its expansion): "none",
+            "untrained", "nobackbone", "attention", "block" or "timeshuffled".
     """
 
     name: str
@@ -88,10 +88,12 @@ class ModelSpec:
     ridge_alphas: tuple[float, ...]
     n_heads: int
     max_window: int
+    rung: str
 
     def __post_init__(self) -> None:
         self._check_source()
         self._check_quantization()
+        self._check_rung()
         if self.kind == "transformer" and self.hidden_size % self.n_heads:
             raise ConfigError(
                 f"models.{self.name}.n_heads",
@@ -112,8 +114,15 @@ class ModelSpec:
 
     @property
     def uses_backbone(self) -> bool:
-        """True when the model needs a prepared language-model backbone folder."""
+        """True when the model needs a prepared language-model backbone folder (the rungs
+        without a backbone read its config.json for their width, heads and family)."""
         return self.kind == "llm"
+
+    @property
+    def replaces_backbone(self) -> bool:
+        """True for the ladder's rungs that have no language model (nobackbone, attention,
+        block; built by `nlp4neuro.models.rungs`)."""
+        return self.rung in BACKBONE_FREE_RUNGS
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists); `from_config(name, d)` inverts it."""
@@ -129,8 +138,8 @@ class ModelSpec:
 
         The entry is validated against the schema (which fills every default); a bad key
         raises `ConfigError("models.<name>.<key>", expected, found)`. Keys that steer the
-        workflow rather than the model (allow_download, untrained_twin, training) are ignored,
-        and so is a `name` key (written by `to_dict`) in favour of the `name` argument.
+        workflow rather than the model (allow_download, untrained_twin, ladder, training) are
+        ignored, and so is a `name` key (written by `to_dict`) in favour of the `name` argument.
         """
         key = f"models.{name}"
         if not isinstance(entry, Mapping):
@@ -153,8 +162,9 @@ class ModelSpec:
 
     @classmethod
     def from_workflow(cls, name: str, entry: Mapping[str, Any]) -> ModelSpec:
-        """`from_config` for a model entry as the workflow holds it (`twin_of` left out)."""
-        return cls.from_config(name, {k: v for k, v in entry.items() if k != TWIN_KEY})
+        """`from_config` for a model entry as the workflow holds it (the ladder's bookkeeping
+        keys `twin_of` and `rung_of` left out)."""
+        return cls.from_config(name, {k: v for k, v in entry.items() if k not in WORKFLOW_KEYS})
 
     def _check_source(self) -> None:
         """An llm needs a backbone source; no other kind takes one."""
@@ -181,3 +191,17 @@ class ModelSpec:
                 "fully fine-tuned)",
                 self.finetune,
             )
+
+    def _check_rung(self) -> None:
+        """A rung is an llm with its rung's settings (`ladder.RUNG_SETTINGS`)."""
+        if self.rung == "none":
+            return
+        if self.kind != "llm":
+            raise ConfigError(f"models.{self.name}.rung", "'none' for a non-llm model", self.rung)
+        for key, value in RUNG_SETTINGS[self.rung].items():
+            if getattr(self, key) != value:
+                raise ConfigError(
+                    f"models.{self.name}.{key}",
+                    f"{value!r} for the '{self.rung}' rung",
+                    getattr(self, key),
+                )
