@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from nlp4neuro.explain import (
     explain_run,
     params_from_config,
     randomised_copy,
+    write_explanation,
 )
 from nlp4neuro.problem import DecodingParams, build_problem, load_problem
 
@@ -31,6 +34,17 @@ class FrameLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)
+
+
+class Squashed(nn.Module):
+    """tanh(3 inner(x)): curved along the integration path (2 IG steps miss completeness)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(3.0 * self.inner(x))
 
 
 N_NEURONS, N_FRAMES, DRIVERS = 12, 120, [2, 7]
@@ -152,8 +166,66 @@ def test_explain_run_recovers_planted_neurons_and_controls():
     # both regions were ablated; ablating Hb_left loses the whole signal
     assert regions.loc["Hb_left", "delta_mse"] > regions.loc["tectum", "delta_mse"]
     assert result.scores["randomised_weights"]["spearman_rho"] < 0.9
-    # a linear model's integrated gradients are exact
-    assert result.scores["ig_converged"] is True
+    # a linear model's integrated gradients are exact: the first 8 steps suffice
+    assert result.scores["ig_converged"] is True and result.scores["excluded"] is False
+    assert result.scores["excluded_reason"] is None
+    assert result.scores["ig_n_steps"] == 8 and len(result.scores["ig_steps_tried"]) == 1
+
+
+def test_baseline_maps_and_retraining_find_the_planted_drivers():
+    """The summed tail is 0.7 x2 - 0.1 x7 exactly: the correlation map and |ridge weights| rank
+    the drivers first, and a ridge refitted without them explains nothing of the test tail."""
+    dataset, model, truth = planted_fish()
+    saliency, params = planted_params(randomised_control=False)
+    scores = explain_run(dataset, model, planted_problem(dataset), saliency, params,
+                         regions=dataset["region"].values, ground_truth=truth).scores  # fmt: skip
+    truth_scores = scores["ground_truth"]
+    assert truth_scores["auc_ridge_weights"] == pytest.approx(1.0)
+    assert truth_scores["auc_motor_map"] > 0.5
+    retraining = scores["retraining"]
+    assert retraining["k"] == 2 and retraining["n_random_draws"] == params.retrain_random_draws
+    assert retraining["r2_full"] == pytest.approx(1.0, abs=1e-3)
+    # without both drivers the tail is unpredictable from the other (independent) neurons
+    assert retraining["r2_without_top_k"] < 0.2
+    assert retraining["r2_drop_top_k"] > retraining["r2_drop_random_k"] + 0.3
+    assert retraining["r2_drop_top_k"] == pytest.approx(
+        retraining["r2_full"] - retraining["r2_without_top_k"]
+    )
+
+
+def test_unconverged_integrated_gradients_map_is_excluded_from_scores(tmp_path):
+    """A map that misses its tolerance at the cap is kept, flagged with the reason, and none
+    of its scores is computed; the baselines are still scored beside it."""
+    dataset, model, truth = planted_fish()
+    saliency, params = planted_params(n_steps=2, max_n_steps=2, ig_tolerance=1e-9)
+    problem = planted_problem(dataset)
+    result = explain_run(dataset, Squashed(model), problem, saliency, params,
+                         regions=dataset["region"].values, ground_truth=truth)  # fmt: skip
+    scores = result.scores
+    assert scores["ig_converged"] is False and scores["excluded"] is True
+    delta = scores["convergence_delta_relative"]
+    assert delta > 1e-9 and scores["ig_steps_tried"] == [[2, pytest.approx(delta)]]
+    assert scores["excluded_reason"] == (
+        f"completeness error {delta:.3g} > tolerance 1e-09 at the cap of 2 steps"
+    )
+    assert scores["motor_map"] is None
+    assert scores["ground_truth"]["auc_importance"] is None
+    assert scores["ground_truth"]["top_k_drivers"] is None
+    assert scores["retraining"]["r2_without_top_k"] is None
+    assert scores["retraining"]["r2_drop_top_k"] is None
+    assert scores["randomised_weights"] == {"excluded_reason": "the map itself is excluded"}
+    # baselines do not depend on the map
+    assert scores["ground_truth"]["auc_ridge_weights"] == pytest.approx(1.0)
+    assert np.isfinite(scores["ground_truth"]["auc_motor_map"])
+    assert np.isfinite(scores["retraining"]["r2_drop_random_k"])
+    # the map itself is still written, and scores.json says null, not a number
+    assert "importance" in result.importance
+    files = {"importance": "nc", "regions": "csv", "deletion": "csv", "scores": "json"}
+    paths = {name: tmp_path / f"{name}.{ext}" for name, ext in files.items()}
+    write_explanation(result, problem, **paths, parameters={})
+    written = json.loads(paths["scores"].read_text())
+    assert written["ground_truth"]["auc_importance"] is None
+    assert written["excluded_reason"] == scores["excluded_reason"]
 
 
 def test_explain_run_pairs_frames_with_the_runs_lag(tmp_path):
@@ -199,4 +271,9 @@ def test_params_from_config_splits_sections():
         deletion_random_repeats=section["deletion_random_repeats"],
         seed=3,
         randomised_control=section["randomised_control"],
+        retrain_random_draws=section["retrain_random_draws"],
+        # null: the ridge decoder's penalties, from the schema
+        ridge_alphas=tuple(config.default_value("models", "*", "ridge_alphas")),
     )
+    chosen = config.section("saliency", ridge_alphas=[2.0, 3.0])
+    assert params_from_config(chosen, seed=0)[1].ridge_alphas == (2.0, 3.0)

@@ -3,6 +3,9 @@ planted-driver recovery on tiny synthetic data."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +13,7 @@ import torch
 import xarray as xr
 from torch import nn
 
+from nlp4neuro import saliency as saliency_module
 from nlp4neuro.anatomy import region_enrichment
 from nlp4neuro.config import section
 from nlp4neuro.errors import ConfigError
@@ -20,6 +24,7 @@ from nlp4neuro.saliency import (
     attribute,
     correlation_motor_map,
     deletion_curve,
+    ig_convergence,
     region_ablation,
     saliency_starts,
     window_attributions,
@@ -59,6 +64,17 @@ class TinyGRU(nn.Module):
 
 
 W3 = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])  # K=2 outputs, N=3 neurons
+
+
+class Squashed(nn.Module):
+    """tanh(W3 x) per frame: curved along the IG path, so few steps miss completeness."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = FrameLinear(W3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.linear(x))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,3 +347,66 @@ def test_attribution_dataset_round_trips_through_netcdf(tmp_path) -> None:
     xr.testing.assert_allclose(back.importance, ds.importance)
     assert list(back.region.values) == ["Pt", "", "Hb"]
     assert back.attrs["method"] == "integrated_gradients"
+
+
+# ---------------------------------------------------------------------------------------------
+# Integrated gradients' step search
+
+
+def squashed_map(monkeypatch=None, **values) -> tuple[xr.Dataset, list[int]]:
+    """IG map of `Squashed` on 4 windows of 5 frames; the step counts of every pass made."""
+    calls: list[int] = []
+    if monkeypatch is not None:
+        original = saliency_module._attribute_all
+
+        def counting(wrapper, windows, frames, targets, chosen, sums):
+            calls.append(chosen.n_steps)
+            return original(wrapper, windows, frames, targets, chosen, sums)
+
+        monkeypatch.setattr(saliency_module, "_attribute_all", counting)
+    x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    chosen = params(keep_frames=False, **values)
+    return attribute(Squashed(), x, np.arange(0, 20, 5), 5, chosen), calls
+
+
+def test_integrated_gradients_doubles_steps_until_converged(monkeypatch) -> None:
+    # the completeness error of each step count alone (cap = start: one pass each)
+    error = {
+        steps: squashed_map(n_steps=steps, max_n_steps=steps)[0].attrs["convergence_delta_relative"]
+        for steps in (2, 4, 8)
+    }
+    assert error[2] > error[4] > 1e-3 >= error[8]
+    ds, calls = squashed_map(monkeypatch, n_steps=2, max_n_steps=256, ig_tolerance=1e-3)
+    # 2 and 4 steps miss 1e-3, 8 meet it: three passes, then no more (the cap is far)
+    assert calls == [2, 4, 8]
+    assert ds.attrs["n_steps_used"] == 8
+    np.testing.assert_allclose(
+        [d for _, d in json.loads(ds.attrs["ig_steps_tried"])], [error[2], error[4], error[8]]
+    )
+    convergence = ig_convergence(ds)
+    assert convergence["converged"] is True and convergence["excluded_reason"] is None
+    assert convergence["steps_tried"][-1][0] == 8
+
+
+def test_integrated_gradients_unconverged_at_the_cap_says_why(monkeypatch) -> None:
+    ds, calls = squashed_map(monkeypatch, n_steps=2, max_n_steps=6, ig_tolerance=1e-9)
+    assert calls == [2, 4, 6]  # doubling stops at the cap
+    convergence = ig_convergence(ds)
+    assert convergence["converged"] is False
+    assert re.fullmatch(
+        r"completeness error \S+ > tolerance 1e-09 at the cap of 6 steps",
+        convergence["excluded_reason"],
+    )
+
+
+def test_gradient_methods_have_no_completeness_check(monkeypatch) -> None:
+    ds, calls = squashed_map(monkeypatch, method="saliency", ig_tolerance=1e-9)
+    assert calls == [16]  # one pass; the schema's n_steps is not used by the method
+    convergence = ig_convergence(ds)
+    assert convergence["converged"] is None and convergence["excluded_reason"] is None
+    assert convergence["note"] == "no completeness check: method saliency"
+
+
+def test_max_n_steps_below_n_steps_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"saliency\.max_n_steps"):
+        params(n_steps=32, max_n_steps=16)

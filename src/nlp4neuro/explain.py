@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,10 @@ from nlp4neuro.anatomy import (
     region_enrichment,
     region_importance,
 )
-from nlp4neuro.config import build
+from nlp4neuro.config import build, default_value
 from nlp4neuro.dataset import write_netcdf
-from nlp4neuro.metrics import SUMMED, ground_truth_auc, map_similarity
+from nlp4neuro.metrics import SUMMED, ground_truth_auc, map_similarity, r2
+from nlp4neuro.models.baselines import RidgeDecoder
 from nlp4neuro.problem import DecodingProblem
 from nlp4neuro.provenance import atomic_output, versions, write_table
 from nlp4neuro.saliency import (
@@ -38,14 +39,12 @@ from nlp4neuro.saliency import (
     attribute,
     correlation_motor_map,
     deletion_curve,
+    ig_convergence,
     region_ablation,
     saliency_starts,
 )
 
 logger = logging.getLogger(__name__)
-
-# Integrated gradients' completeness error above which a map is flagged as unconverged.
-IG_DELTA_WARNING = 0.1
 
 
 @dataclass(frozen=True)
@@ -60,10 +59,13 @@ class ExplainParams:
         n_permutations: permutations of the region-enrichment test.
         deletion_ks: numbers of neurons masked in the deletion curves (those >= N are dropped).
         deletion_random_repeats: random neuron sets per k.
-        seed: seed of the permutations, random deletions and the weight-randomisation control
-            (the run's training seed).
+        seed: seed of the permutations, random deletions and retraining draws and of the
+            weight-randomisation control (the run's training seed).
         randomised_control: also explain a copy of the model with its weights shuffled within
             each tensor (a model-randomisation sanity check: a faithful map must change).
+        retrain_random_draws: random neuron sets of the ridge retraining check.
+        ridge_alphas: penalties of the ridge baseline map and retraining check (the one with
+            the lowest validation RMSE is kept, as for the ridge decoder).
     """
 
     top_k: int
@@ -72,6 +74,8 @@ class ExplainParams:
     deletion_random_repeats: int
     seed: int
     randomised_control: bool
+    retrain_random_draws: int
+    ridge_alphas: tuple[float, ...]
 
 
 @dataclass
@@ -95,6 +99,7 @@ class _Run:
         starts: (n_windows,) int64 starts of the explained windows (positions along T').
         window: window length in frames.
         train_mean: (N,) float32 training-split mean of x: the value of a masked neuron.
+        splits: {"train", "val", "test": slice} rows of x (the run's own splits).
         device: where the model runs.
     """
 
@@ -104,6 +109,7 @@ class _Run:
     starts: np.ndarray
     window: int
     train_mean: np.ndarray
+    splits: Mapping[str, slice]
     device: str | torch.device
 
 
@@ -175,16 +181,18 @@ def explain_run(
     Returns:
         `Explanation`: ``importance`` (attribute's dataset, plus ``region`` from `regions`),
         ``regions`` (one row per region: mean importance, top-k enrichment, ablation damage),
-        ``deletion`` (RMSE vs k masked neurons, top vs random) and ``scores`` (ROC-AUC against
-        planted drivers, similarity to the correlation motor map and to the randomised-weights
-        control, IG completeness).
+        ``deletion`` (RMSE vs k masked neurons, top vs random) and ``scores`` (see `_scores`:
+        IG convergence, ROC-AUC of the map, the correlation map and the ridge-weight map against
+        planted drivers, similarity to the correlation map and to the randomised-weights
+        control, and the ridge retraining check). An Integrated Gradients map that misses
+        ``saliency.ig_tolerance`` at ``saliency.max_n_steps`` is kept but not scored.
     """
     lagged = problem.lagged(dataset)
     x, y = problem.recording(dataset)
     starts = saliency_starts(problem.splits, problem.window_frames, saliency)
     # masking a neuron = setting it to its training mean (0 after z-scoring)
     train_mean = x[problem.splits["train"]].mean(axis=0).astype(np.float32)
-    run = _Run(model, x, y, starts, problem.window_frames, train_mean, device)
+    run = _Run(model, x, y, starts, problem.window_frames, train_mean, problem.splits, device)
     logger.info(
         "explaining %d windows of %d frames, %d neurons", len(starts), run.window, x.shape[1]
     )
@@ -196,15 +204,10 @@ def explain_run(
     top_k = min(params.top_k, x.shape[1])
     region_table = _region_table(run, summed, regions, params, top_k)
     deletion = _deletion(run, summed, params)
+    drivers = driver_mask(lagged, ground_truth) if ground_truth is not None else None
     explained = _explained_frames(problem, saliency)
     motor_map = correlation_motor_map(x[explained], y[explained])
-    scores = _scores(run, importance, summed, motor_map, top_k, saliency)
-    if ground_truth is not None:
-        truth = _ground_truth_scores(driver_mask(lagged, ground_truth), summed, motor_map, top_k)
-        if truth is not None:
-            scores["ground_truth"] = truth
-    if params.randomised_control:
-        scores["randomised_weights"] = _randomised_control(run, summed, saliency, params, top_k)
+    scores = _scores(run, importance, motor_map, drivers, saliency, params)
     return Explanation(importance, region_table, deletion, scores)
 
 
@@ -285,50 +288,137 @@ def _explained_frames(problem: DecodingProblem, saliency: SaliencyParams) -> np.
 def _scores(
     run: _Run,
     importance: xr.Dataset,
-    summed: np.ndarray,
     motor_map: np.ndarray,
-    top_k: int,
+    drivers: np.ndarray | None,
     saliency: SaliencyParams,
+    params: ExplainParams,
 ) -> dict[str, Any]:
-    """Window and neuron counts, similarity to the motor map and IG completeness."""
-    delta = float(importance.attrs.get("convergence_delta_relative", float("nan")))
-    if delta > IG_DELTA_WARNING:
-        logger.warning(
-            "integrated gradients did not converge: |sum of attributions - output change| is "
-            "%.2f x the output change (n_steps %d); raise saliency.n_steps before trusting "
-            "this map",
-            delta,
-            saliency.n_steps,
-        )
-    return {
+    """scores.json of one run: counts, IG convergence, the map's scores beside its baselines.
+
+    The baselines (correlation map, ridge-weight map, ridge without random neurons) are always
+    scored. The map's own scores (motor-map similarity, ``auc_importance``, ``top_k_drivers``,
+    ridge without the top-k, randomised-weights similarity) are None when the map is excluded
+    (an Integrated Gradients map that missed its tolerance), with ``excluded_reason``.
+    """
+    summed = importance["importance"].sel(target=SUMMED).values.astype(np.float64)
+    top_k = min(params.top_k, run.x.shape[1])
+    convergence = ig_convergence(importance)
+    excluded = convergence["converged"] is False
+    if excluded:
+        logger.warning("importance map left out of every score: %s", convergence["excluded_reason"])
+    scored = None if excluded else summed
+    ridge = _fit_ridge(run, params.ridge_alphas, np.arange(run.x.shape[1]))
+    ridge_map = np.abs(ridge.coef_.sum(axis=0))
+    scores: dict[str, Any] = {
         "n_windows": len(run.starts),
         "n_neurons": run.x.shape[1],
         "top_k": top_k,
-        "motor_map": map_similarity(summed, motor_map, top_k=top_k),
-        "convergence_delta_relative": delta,
-        "ig_converged": bool(delta <= IG_DELTA_WARNING) if np.isfinite(delta) else None,
+        "method": importance.attrs["method"],
+        "ig_converged": convergence["converged"],
+        "excluded": excluded,
+        "excluded_reason": convergence["excluded_reason"],
+        "convergence_note": convergence["note"],
+        "convergence_delta_relative": convergence["convergence_delta_relative"],
+        "ig_tolerance": convergence["ig_tolerance"],
+        "ig_n_steps": convergence["n_steps_used"],
+        "ig_steps_tried": convergence["steps_tried"],
+        "motor_map": None if excluded else map_similarity(summed, motor_map, top_k=top_k),
+        "ridge_alpha": ridge.alpha_,
+        "retraining": _retraining(run, scored, params, top_k),
     }
+    if drivers is not None and 0 < drivers.sum() < drivers.size:
+        scores["ground_truth"] = _ground_truth_scores(
+            drivers, scored, {"motor_map": motor_map, "ridge_weights": ridge_map}, top_k
+        )
+    if params.randomised_control:
+        scores["randomised_weights"] = (
+            {"excluded_reason": "the map itself is excluded"}
+            if excluded
+            else _randomised_control(run, summed, saliency, params, top_k)
+        )
+    return scores
 
 
 def _ground_truth_scores(
-    drivers: np.ndarray, summed: np.ndarray, motor_map: np.ndarray, top_k: int
-) -> dict[str, Any] | None:
-    """ROC-AUC of the map and of the motor map against planted drivers; None when all or none
-    of the neurons are drivers (no AUC)."""
-    if not 0 < drivers.sum() < drivers.size:
-        return None
+    drivers: np.ndarray,
+    summed: np.ndarray | None,
+    baselines: Mapping[str, np.ndarray],
+    top_k: int,
+) -> dict[str, Any]:
+    """ROC-AUC of the map (None when excluded) and of each baseline map against planted
+    drivers (``auc_<baseline name>``), and the drivers among the map's top k.
+
+    `drivers` (N,) bool holds both drivers and non-drivers.
+    """
     return {
         "n_drivers": int(drivers.sum()),
-        "auc_importance": ground_truth_auc(summed, drivers),
-        "auc_motor_map": ground_truth_auc(motor_map, drivers),
-        "top_k_drivers": int(drivers[np.argsort(-summed)[:top_k]].sum()),
+        "auc_importance": None if summed is None else ground_truth_auc(summed, drivers),
+        **{f"auc_{name}": ground_truth_auc(values, drivers) for name, values in baselines.items()},
+        "top_k_drivers": (
+            None
+            if summed is None
+            else int(drivers[np.argsort(-summed, kind="stable")[:top_k]].sum())
+        ),
+    }
+
+
+def _fit_ridge(run: _Run, alphas: Sequence[float], keep: np.ndarray) -> RidgeDecoder:
+    """The project's ridge decoder (penalty chosen on the validation frames) from the `keep`
+    neurons' training frames to the K tail angles (rad), as the ridge baseline is trained.
+
+    Ridge is linear in its targets: at the chosen penalty, the sum of its K outputs is the
+    ridge predictor of the summed tail, with weights ``coef_.sum(axis=0)`` (rad per unit input).
+    """
+    train, val = run.splits["train"], run.splits["val"]
+    ridge = RidgeDecoder(keep.size, run.y.shape[1], tuple(alphas))
+    return ridge.fit(run.x[train][:, keep], run.y[train], run.x[val][:, keep], run.y[val])
+
+
+def _ridge_test_r2(run: _Run, alphas: Sequence[float], dropped: np.ndarray) -> float:
+    """Test R² of the summed tail of a ridge refitted without the `dropped` neurons."""
+    keep = np.setdiff1d(np.arange(run.x.shape[1]), dropped)
+    test = run.splits["test"]
+    predicted = _fit_ridge(run, alphas, keep).predict(run.x[test][:, keep])
+    summed = run.y[test].sum(axis=1, keepdims=True)
+    return float(r2(summed, predicted.sum(axis=1, keepdims=True))[0])
+
+
+def _retraining(
+    run: _Run, summed: np.ndarray | None, params: ExplainParams, top_k: int
+) -> dict[str, Any]:
+    """Ridge refitted without the k most salient vs k random neurons: test R² of the summed
+    tail (k = top_k, at most N - 1; random sets drawn from all N neurons, as in the deletion
+    curves, with the run's seed). The top-k entries are None when the map is excluded."""
+    n_neurons = run.x.shape[1]
+    k = min(top_k, n_neurons - 1)
+    rng = np.random.default_rng(params.seed)
+    full = _ridge_test_r2(run, params.ridge_alphas, np.array([], dtype=np.int64))
+    random = [
+        _ridge_test_r2(run, params.ridge_alphas, rng.choice(n_neurons, size=k, replace=False))
+        for _ in range(params.retrain_random_draws)
+    ]
+    top = None
+    if summed is not None:
+        top = _ridge_test_r2(run, params.ridge_alphas, np.argsort(-summed, kind="stable")[:k])
+    logger.info("retraining check: test R2 %.4g in full, %s without the top %d, %.4g without "
+                "%d random", full, top, k, float(np.mean(random)), k)  # fmt: skip
+    return {
+        "k": k,
+        "n_random_draws": len(random),
+        "r2_full": full,
+        "r2_without_top_k": top,
+        "r2_without_random_k": float(np.mean(random)),
+        "r2_without_random_k_sd": float(np.std(random, ddof=1)) if len(random) > 1 else 0.0,
+        "r2_drop_top_k": None if top is None else full - top,
+        "r2_drop_random_k": full - float(np.mean(random)),
     }
 
 
 def _randomised_control(
     run: _Run, summed: np.ndarray, saliency: SaliencyParams, params: ExplainParams, top_k: int
-) -> dict[str, float]:
-    """Similarity of the map to that of a weight-shuffled copy of the model (should be low)."""
+) -> dict[str, Any]:
+    """Similarity of the map to that of a weight-shuffled copy of the model (should be low);
+    only the ``excluded_reason`` when the copy's own IG map misses its tolerance."""
     shuffled = randomised_copy(run.model, params.seed)
     control = attribute(
         shuffled,
@@ -339,6 +429,11 @@ def _randomised_control(
         run.device,
         baseline_values=_baseline_values(run, saliency),
     )
+    convergence = ig_convergence(control)
+    if convergence["converged"] is False:
+        reason = f"randomised-weights map: {convergence['excluded_reason']}"
+        logger.warning("randomised-weights control not scored: %s", reason)
+        return {"excluded_reason": reason}
     control_summed = control["importance"].sel(target=SUMMED).values
     return map_similarity(summed, control_summed, top_k=top_k)
 
@@ -410,11 +505,15 @@ def params_from_config(
             config["saliency"]).
         seed: the run's training seed (permutations, random deletions, weight shuffling).
     """
+    alphas = saliency["ridge_alphas"]
+    if alphas is None:
+        alphas = default_value("models", "*", "ridge_alphas")
     explanation = build(
         ExplainParams,
         saliency,
         "saliency",
         seed=int(seed),
         deletion_ks=tuple(saliency["deletion_ks"]),
+        ridge_alphas=tuple(float(a) for a in alphas),
     )
     return SaliencyParams.from_config(saliency), explanation

@@ -34,7 +34,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -60,6 +60,7 @@ __all__ = [
     "attribute",
     "correlation_motor_map",
     "deletion_curve",
+    "ig_convergence",
     "region_ablation",
     "saliency_starts",
     "window_attributions",
@@ -86,7 +87,9 @@ class SaliencyParams:
             "training_mean" (a per-neuron vector passed as `baseline_values`; needed only for
             inputs that are not z-scored). Used by Integrated Gradients only: Saliency and
             InputXGradient have no baseline.
-        n_steps: Integrated Gradients integration steps.
+        n_steps: Integrated Gradients integration steps to start with (see `attribute`).
+        ig_tolerance: largest relative completeness error of a converged IG map.
+        max_n_steps: cap on the IG steps; n_steps doubles up to it while the error is too big.
         ig_method: captum's integral approximation ("gausslegendre", "riemann_trapezoid", ...).
         internal_batch_size: IG examples (steps x windows) per forward pass; bounds memory.
         batch_windows: windows attributed together (the IG batch is n_steps x batch_windows).
@@ -105,6 +108,8 @@ class SaliencyParams:
     method: str
     baseline: str
     n_steps: int
+    ig_tolerance: float
+    max_n_steps: int
     ig_method: str
     internal_batch_size: int | None
     batch_windows: int
@@ -118,6 +123,12 @@ class SaliencyParams:
     def __post_init__(self) -> None:
         # YAML gives lists; a frozen dataclass must hold hashable tuples.
         object.__setattr__(self, "splits", tuple(self.splits))
+        if self.max_n_steps < self.n_steps:
+            raise ConfigError(
+                "saliency.max_n_steps",
+                f"at least saliency.n_steps ({self.n_steps})",
+                self.max_n_steps,
+            )
 
     @classmethod
     def from_config(cls, saliency: Mapping[str, Any]) -> SaliencyParams:
@@ -455,12 +466,13 @@ def attribute(
         - Integrated Gradients only: ``convergence_delta`` (target), the mean over windows of
           |sum of attributions - (F(x) - F(baseline))|, ``output_change`` (target), the mean
           |F(x) - F(baseline)|, and attr ``convergence_delta_relative`` (their ratio, all targets).
+          `n_steps` doubles until that ratio is <= `ig_tolerance` or `max_n_steps` is reached;
+          attrs n_steps_used, ig_tolerance, max_n_steps and ig_steps_tried (JSON [[steps,
+          ratio], ...]) record the search, `ig_convergence` reads them.
         - attrs: method, baseline, window_frames, n_windows, params (JSON), versions (JSON).
     """
     device = torch.device(device)
-    source = neuron_coords
-    if source is None and isinstance(x, xr.DataArray):
-        source = x
+    source = x if neuron_coords is None and isinstance(x, xr.DataArray) else neuron_coords
     x_t = _as_tensor(x)
     n_frames, n_neurons = x_t.shape
     starts = _check_starts(starts, window, n_frames)
@@ -470,13 +482,103 @@ def attribute(
         wrapper = _WindowTargets(model).to(device)
         first = _windows(x_t, starts[:1], window).to(device)
         targets = _targets(wrapper, first, segment_names, params.target)
-        sums = _Sums.zeros(len(targets), n_neurons, frames.index.size, params.keep_frames)
         windows = _Windows(x_t, starts, window, baseline, device)
-        _attribute_all(wrapper, windows, frames, targets, params, sums)
+        sums, tried = _converged_sums(wrapper, windows, frames, targets, params)
     coords = {"target": list(targets), **_neuron_coords(source, n_neurons)}
     if params.keep_frames:
         coords.update(_time_coords(source, frames.index, n_frames))
-    return _importance_dataset(sums, coords, frames, params, window, starts.size)
+    return _importance_dataset(sums, coords, frames, params, (window, starts.size), tried)
+
+
+def _relative_delta(sums: _Sums) -> float:
+    """IG's completeness error over all windows and targets relative to the output change;
+    NaN when the output never changes from the baseline (the ratio is undefined)."""
+    total_change = sums.change.sum()
+    return float(sums.delta.sum() / total_change) if total_change > 0 else float("nan")
+
+
+def _converged_sums(
+    wrapper: _WindowTargets,
+    windows: _Windows,
+    frames: _Frames,
+    targets: Mapping[str, int],
+    params: SaliencyParams,
+) -> tuple[_Sums, list[tuple[int, float]]]:
+    """Attribute every window; for IG, again with doubled steps while the completeness error
+    exceeds `params.ig_tolerance`, up to `params.max_n_steps`.
+
+    Returns the sums of the last pass and the (n_steps, relative error) of every IG pass (empty
+    for the gradient methods, which have no completeness check). An undefined error (no output
+    change) stops the search: more steps cannot define it.
+    """
+    n_steps, tried = params.n_steps, []
+    while True:
+        sums = _Sums.zeros(len(targets), windows.x.shape[1], frames.index.size, params.keep_frames)
+        _attribute_all(wrapper, windows, frames, targets, replace(params, n_steps=n_steps), sums)
+        if params.method != "integrated_gradients":
+            return sums, tried
+        relative = _relative_delta(sums)
+        tried.append((n_steps, relative))
+        if not relative > params.ig_tolerance or n_steps >= params.max_n_steps:
+            return sums, tried
+        logger.info(
+            "integrated gradients: completeness error %.3g > tolerance %.3g at %d steps; "
+            "retrying with %d",
+            relative,
+            params.ig_tolerance,
+            n_steps,
+            min(2 * n_steps, params.max_n_steps),
+        )
+        n_steps = min(2 * n_steps, params.max_n_steps)
+
+
+def _search_attrs(tried: Sequence[tuple[int, float]], params: SaliencyParams) -> dict[str, Any]:
+    """Attrs recording IG's step search (netCDF-safe: numbers and a JSON string)."""
+    return {
+        "n_steps_used": int(tried[-1][0]),
+        "ig_tolerance": float(params.ig_tolerance),
+        "max_n_steps": int(params.max_n_steps),
+        "ig_steps_tried": json.dumps([[int(n), float(d)] for n, d in tried]),
+    }
+
+
+def ig_convergence(importance: xr.Dataset) -> dict[str, Any]:
+    """Did an `attribute` map pass Integrated Gradients' completeness check, and if not, why.
+
+    Returns:
+        {"converged": True/False, or None for methods without a completeness check (saliency,
+        input_x_gradient) and for an undefined error (the output never left the baseline);
+        "excluded_reason": why the map must not be scored (None unless converged is False);
+        "note": why converged is None (None otherwise);
+        "convergence_delta_relative", "ig_tolerance", "n_steps_used" and "steps_tried"
+        ([[steps, relative error], ...]) where IG ran, else None}.
+    """
+    attrs = importance.attrs
+    if "ig_steps_tried" not in attrs:
+        return {
+            **dict.fromkeys(("converged", "excluded_reason", "convergence_delta_relative",
+                             "ig_tolerance", "n_steps_used", "steps_tried")),
+            "note": f"no completeness check: method {attrs.get('method')}",
+        }  # fmt: skip
+    delta, tolerance = float(attrs["convergence_delta_relative"]), float(attrs["ig_tolerance"])
+    converged = bool(delta <= tolerance) if np.isfinite(delta) else None
+    reason = note = None
+    if converged is False:
+        reason = (
+            f"completeness error {delta:.3g} > tolerance {tolerance:.3g} at the cap of "
+            f"{int(attrs['max_n_steps'])} steps"
+        )
+    elif converged is None:
+        note = "completeness error undefined: the output equals the baseline's in every window"
+    return {
+        "converged": converged,
+        "excluded_reason": reason,
+        "note": note,
+        "convergence_delta_relative": delta,
+        "ig_tolerance": tolerance,
+        "n_steps_used": int(attrs["n_steps_used"]),
+        "steps_tried": json.loads(attrs["ig_steps_tried"]),
+    }
 
 
 def _attribute_all(
@@ -546,10 +648,12 @@ def _importance_dataset(
     coords: dict[str, Any],
     frames: _Frames,
     params: SaliencyParams,
-    window: int,
-    n_windows: int,
+    shape: tuple[int, int],
+    tried: Sequence[tuple[int, float]],
 ) -> xr.Dataset:
-    """`attribute`'s dataset from its sums; `coords` are the target, neuron and time coords."""
+    """`attribute`'s dataset from its sums; `coords` are the target, neuron and time coords,
+    `shape` (window frames, windows), `tried` the IG step search (`_converged_sums`)."""
+    window, n_windows = shape
     importance = (sums.importance / frames.index.size).astype(np.float32)
     data_vars: dict[str, Any] = {"importance": (("target", "neuron"), importance)}
     attrs: dict[str, Any] = {
@@ -567,12 +671,12 @@ def _importance_dataset(
     if params.method == "integrated_gradients":
         data_vars["convergence_delta"] = ("target", (sums.delta / n_windows).astype(np.float32))
         data_vars["output_change"] = ("target", (sums.change / n_windows).astype(np.float32))
-        total_change = sums.change.sum()
-        relative = float(sums.delta.sum() / total_change) if total_change > 0 else float("nan")
+        relative = _relative_delta(sums)
         attrs["convergence_delta_relative"] = relative
         logger.info(
             "integrated gradients: mean |delta| / mean |F(x) - F(baseline)| = %.3g", relative
         )
+        attrs.update(_search_attrs(tried, params))
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 

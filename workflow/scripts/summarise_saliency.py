@@ -35,8 +35,10 @@ summary = summarise_explanations(
     runs, snakemake.params.untrained_twins, top_k=snakemake.params.top_k
 )
 parameters = {"runs": snakemake.params.runs, "top_k": snakemake.params.top_k}
-for name in ("regions", "consistency", "controls"):
-    write_table(summary[name], getattr(snakemake.output, name), parameters)
+for name in ("regions", "consistency", "controls", "controls_by_model"):
+    # controls_by_model is written once the rule names that output
+    if name in snakemake.output.keys():
+        write_table(summary[name], getattr(snakemake.output, name), parameters)
 plot_deletion_curves(
     pd.concat(deletions, ignore_index=True),
     Path(snakemake.output.deletion_figure).with_suffix(""),
