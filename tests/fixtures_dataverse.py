@@ -7,6 +7,7 @@ an HTML error page, an unknown DOI. Nothing here touches the real internet.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -181,20 +182,23 @@ class FakeDataverse:
         return Handler
 
 
-@pytest.fixture
-def serve() -> Iterator:
-    started: list[FakeDataverse] = []
-
-    def _serve(files: list[ServedFile]) -> FakeDataverse:
-        fake = FakeDataverse(files)
-        fake.thread.start()
-        started.append(fake)
-        return fake
-
-    yield _serve
-    for fake in started:
+@contextlib.contextmanager
+def served(files: list[ServedFile]) -> Iterator[FakeDataverse]:
+    """A FakeDataverse serving `files` on 127.0.0.1 while the block runs."""
+    fake = FakeDataverse(files)
+    fake.thread.start()
+    try:
+        yield fake
+    finally:
         fake.httpd.shutdown()
         fake.httpd.server_close()
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    """serve(files) -> a started FakeDataverse; every server is stopped after the test."""
+    with contextlib.ExitStack() as stack:
+        yield lambda files: stack.enter_context(served(files))
 
 
 def served_tree(root: Path) -> list[ServedFile]:

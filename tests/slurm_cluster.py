@@ -25,6 +25,7 @@ import yaml
 PACKAGES = ("slurm-wlm", "munge")
 DAEMONS = ("/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged")
 MUNGE_PID = Path("/run/munge/munged.pid")
+SYSTEM_CONF_DIR = Path("/etc/slurm")
 # What the test node offers: the machine's 2 cores, 20 GB and two fake GPUs.
 NODE_HARDWARE = "CPUs=2 Sockets=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=20000 Gres=gpu:2"
 
@@ -171,17 +172,43 @@ def _wait_idle(env: dict[str, str], timeout_s: float = 60) -> None:
 
 
 @contextlib.contextmanager
+def _system_config(files: dict[str, str]) -> Iterator[Path]:
+    """Write `files` into /etc/slurm for the session; put back what was there before.
+
+    Jobs must find the configuration at SLURM's default place: the Snakemake job step clears
+    every SLURM_* variable (SLURM_CONF too) before its nested srun.
+    """
+    saved = {}
+    for name, text in files.items():
+        path = SYSTEM_CONF_DIR / name
+        saved[path] = path.read_bytes() if path.exists() else None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    try:
+        yield SYSTEM_CONF_DIR / "slurm.conf"
+    finally:
+        for path, content in saved.items():
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(content)
+
+
+@contextlib.contextmanager
 def single_node_cluster(folder: Path) -> Iterator[Cluster]:
-    """Start a private single-node SLURM in `folder`; stop what was started on exit."""
+    """Start a single-node SLURM with its state in `folder`; stop what was started on exit."""
     install_if_missing()
     node = socket.gethostname().split(".")[0]
     folder.mkdir(parents=True, exist_ok=True)
     for sub in ("state", "spool"):
         shutil.rmtree(folder / sub, ignore_errors=True)
         (folder / sub).mkdir()
-    conf = folder / "slurm.conf"
-    conf.write_text(slurm_conf(folder, node))
-    (folder / "gres.conf").write_text(_gres_conf(node))
+    files = {"slurm.conf": slurm_conf(folder, node), "gres.conf": _gres_conf(node)}
+    with _system_config(files) as conf:
+        yield from _run_daemons(folder, conf, node)
+
+
+def _run_daemons(folder: Path, conf: Path, node: str) -> Iterator[Cluster]:
     env = dict(os.environ, SLURM_CONF=str(conf))
     started: list[Path] = []
     try:

@@ -12,6 +12,7 @@ sys.path.insert(0, str(SRC_DIR))
 from nlp4neuro import codedigest
 from nlp4neuro.config import validate_config
 from nlp4neuro.errors import ConfigError
+from nlp4neuro.ladder import expand_models, rungs_of
 
 # The schema (src/nlp4neuro/config.schema.yaml) holds every default; a bad key stops here.
 _validated = validate_config(config)
@@ -26,31 +27,7 @@ def _check(condition, key, expected, found):
         raise ConfigError(key, expected, found)
 
 
-def expand_models(models):
-    """The configured models plus the untrained twin of every pretrained llm."""
-    expanded = {}
-    for name, spec in models.items():
-        spec = dict(spec)
-        if spec["kind"] == "llm":
-            _check(
-                spec["source"] is not None,
-                f"models.{name}.source",
-                "a model source",
-                None,
-            )
-        expanded[name] = spec
-        if spec["kind"] == "llm" and spec["pretrained"] and spec["untrained_twin"]:
-            twin = f"{name}_untrained"
-            _check(
-                twin not in models,
-                f"models.{twin}",
-                "no model of that name (it is the automatic untrained twin)",
-                twin,
-            )
-            expanded[twin] = dict(spec, pretrained=False, twin_of=name)
-    return expanded
-
-
+# The configured models plus the ablation rungs of every pretrained llm (nlp4neuro.ladder).
 MODELS = expand_models(config["models"])
 FISH = [str(f) for f in config["fish"]]
 _check(
@@ -68,10 +45,10 @@ for _fish in FISH:
     )
 WINDOWS = config["decoding"]["windows"]
 SEEDS = config["decoding"]["seeds"]
+# pretrained model -> {rung: model}, e.g. {"smollm2": {"untrained": "smollm2_untrained"}}
+LADDERS = rungs_of(MODELS)
 # pretrained model -> its untrained twin
-UNTRAINED_TWINS = {
-    spec["twin_of"]: name for name, spec in MODELS.items() if "twin_of" in spec
-}
+UNTRAINED_TWINS = {p: r["untrained"] for p, r in LADDERS.items() if "untrained" in r}
 LLM_MODELS = [name for name, spec in MODELS.items() if spec["kind"] == "llm"]
 BASELINE_MODELS = [name for name in MODELS if name not in LLM_MODELS]
 
@@ -211,9 +188,11 @@ def model_gpus(model):
 
 
 def saliency_models():
+    """The models to explain: by default every pretrained llm and its untrained twin (the other
+    rungs of the ladder are decoding controls, not maps to read)."""
     chosen = config["saliency"]["models"]
     if chosen is None:
-        return LLM_MODELS
+        return [m for m in LLM_MODELS if MODELS[m]["rung"] in ("none", "untrained")]
     for name in chosen:
         _check(name in MODELS, "saliency.models", f"one of {sorted(MODELS)}", name)
         _check(

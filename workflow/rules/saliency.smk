@@ -115,6 +115,12 @@ rule summarise_saliency:
             category="Saliency",
             labels={"table": "controls and ground truth"},
         ),
+        controls_by_model=report(
+            "results/saliency/summary/controls_by_model.csv",
+            caption="../report/saliency_controls.rst",
+            category="Saliency",
+            labels={"table": "controls by model"},
+        ),
         deletion_figure=report(
             "results/saliency/summary/deletion_curves.png",
             caption="../report/deletion_curves.rst",
