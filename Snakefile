@@ -20,6 +20,7 @@ include: "workflow/rules/download.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/null.smk"
 include: "workflow/rules/saliency.smk"
 
 

@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "nlp4neuro"
 # Stages in pipeline order; a module may import its own stage and earlier ones only.
 STAGES = [
-    {"errors", "config", "conventions", "provenance", "codedigest", "metrics", "ladder"},
+    {"errors", "config", "conventions", "provenance", "codedigest", "metrics", "ladder", "ridge"},
     {"simulate", "dataverse"},
     {"ingest"},
     {"preprocessing"},
@@ -22,7 +22,7 @@ STAGES = [
     {"problem"},
     {"device", "models"},
     {"training"},
-    {"statistics"},
+    {"statistics", "null"},
     {"saliency", "anatomy"},
     {"explain"},
     {"saliency_summary"},
@@ -30,7 +30,8 @@ STAGES = [
 ]
 # Modules the CPU-only rules (data, evaluation, saliency summary, plots) run.
 CPU_ONLY = ["ingest", "preprocessing", "dataset", "problem", "metrics", "statistics",
-            "anatomy", "saliency_summary", "plots", "simulate", "dataverse"]  # fmt: skip
+            "anatomy", "saliency_summary", "plots", "simulate", "dataverse", "ridge",
+            "null"]  # fmt: skip
 MAX_FUNCTION_LINES = 70
 
 

@@ -87,7 +87,13 @@ def test_slurm_profile_sizes_every_heavy_rule():
     assert profile["retries"] >= 1
     assert {"slurm_account", "mem_mb", "runtime"} <= set(profile["default-resources"])
     sized = profile["set-resources"]
-    for rule in ("ingest_fish", "compute_dff", "prepare_backbone", "train_decoder"):
+    for rule in (
+        "ingest_fish",
+        "compute_dff",
+        "prepare_backbone",
+        "train_decoder",
+        "train_baseline",
+    ):
         assert {"mem_mb", "runtime"} <= set(sized[rule]), rule
     # the GPU request and the partition follow each job's own `gpu` resource
     assert all("gpu" not in r and "slurm_partition" not in r for r in sized.values())
@@ -95,11 +101,13 @@ def test_slurm_profile_sizes_every_heavy_rule():
     assert (
         partitions["YOUR_GPU_PARTITION"]["max_gpu"] > 0 == partitions["YOUR_PARTITION"]["max_gpu"]
     )
-    assert profile["slurm-array-jobs"] == "train_decoder"
+    assert profile["slurm-array-jobs"] == "train_decoder,train_baseline"
     # rules named in the profile must exist in the workflow (a typo would be silently ignored)
     rule_names = set()
     for smk in [SNAKEFILE, *(ROOT / "workflow" / "rules").glob("*.smk")]:
-        rule_names |= set(re.findall(r"^\s*rule (\w+):", smk.read_text(), re.MULTILINE))
+        text = smk.read_text()
+        rule_names |= set(re.findall(r"^\s*rule (\w+):", text, re.MULTILINE))
+        rule_names |= set(re.findall(r"^use rule \w+ as (\w+)", text, re.MULTILINE))
     named = set(sized) | set(profile["set-threads"])
     assert named <= rule_names, f"unknown rules in profiles/slurm: {sorted(named - rule_names)}"
 
@@ -174,8 +182,8 @@ def test_paper_grid_plans_on_a_fresh_machine(tmp_path):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     seconds = time.monotonic() - started
     counts = job_counts(result.stdout + result.stderr)
-    n_models = PAPER_LLM_MODELS + PAPER_BASELINE_MODELS
-    assert counts["train_decoder"] == n_models * PAPER_RUNS_PER_MODEL
+    assert counts["train_decoder"] == PAPER_LLM_MODELS * PAPER_RUNS_PER_MODEL
+    assert counts["train_baseline"] == PAPER_BASELINE_MODELS * PAPER_RUNS_PER_MODEL
     assert counts["download_dataverse"] == 1
     assert counts["prepare_backbone"] == 3  # gpt2, bert-base-uncased, deepseek-coder
     for rule in ("ingest_fish", "compute_dff", "assemble_dataset"):

@@ -14,8 +14,12 @@ from nlp4neuro.errors import ConfigError, InputFileError
 from nlp4neuro.statistics import (
     COMPARISON_COLUMNS,
     MIN_FISH_FOR_T,
+    VERDICT_COLUMNS,
     default_pairs,
+    model_statistics,
     paired_comparisons,
+    summary_pairs,
+    verdict_table,
     wilcoxon_min_fish,
     wilcoxon_min_p,
 )
@@ -351,3 +355,158 @@ def test_bca_interval_and_identical_differences():
     assert row["wilcoxon_p"] == pytest.approx(2 / 64)
     with pytest.raises(ConfigError, match="ci_method"):
         compare(constant, [("a", "c")], ci_method="studentized")
+
+
+def test_default_pairs_labels_every_rung_and_ridge_pretrained_first():
+    pairs = default_pairs(
+        ["gpt2_block", "gpt2_untrained", "lstm", "gpt2", "ridge"],
+        {"gpt2": "gpt2_untrained"},
+        {"gpt2": {"untrained": "gpt2_untrained", "block": "gpt2_block"}},
+        ["ridge"],
+    )
+    rows = list(map(tuple, pairs[["model_a", "model_b", "contrast"]].to_numpy()))
+    assert rows == [
+        ("gpt2_block", "gpt2_untrained", "model_vs_model"),
+        ("gpt2_block", "lstm", "model_vs_model"),
+        ("gpt2", "gpt2_block", "pretrained_vs_block"),
+        ("gpt2_block", "ridge", "model_vs_model"),
+        ("gpt2_untrained", "lstm", "model_vs_model"),
+        ("gpt2", "gpt2_untrained", "pretrained_vs_untrained"),
+        ("gpt2_untrained", "ridge", "model_vs_model"),
+        ("lstm", "gpt2", "model_vs_model"),
+        ("lstm", "ridge", "model_vs_model"),
+        ("gpt2", "ridge", "pretrained_vs_ridge"),
+    ]
+    # the ladder alone (no twins mapping) gives the same labels
+    alone = default_pairs(["gpt2", "gpt2_untrained"], {}, {"gpt2": {"untrained": "gpt2_untrained"}})
+    assert list(alone["contrast"]) == ["pretrained_vs_untrained"]
+
+
+def test_default_pairs_refuses_inconsistent_references():
+    with pytest.raises(ConfigError, match=r"ladders\.gpt2\.untrained"):
+        default_pairs(["gpt2"], {"gpt2": "gpt2_untrained"}, {"gpt2": {"untrained": "other"}})
+    with pytest.raises(ConfigError, match=r"ladders\.gpt2"):
+        default_pairs(["gpt2"], {}, {"gpt2": {"block": "gpt2"}})
+    with pytest.raises(ConfigError, match="untrained_twins"):
+        default_pairs(["gpt2"], {"gpt2": "gpt2"})
+
+
+def test_summary_pairs_keeps_what_the_summary_holds():
+    summary = summary_from({"gpt2": {1: 0.1}, "gpt2_untrained": {1: 0.2}, "ridge": {1: 0.3}})
+    summary["kind"] = summary["model"].map({"ridge": "ridge"}).fillna("llm")
+    pairs = summary_pairs(
+        summary,
+        untrained_twins={"gpt2": "gpt2_untrained", "bert": "bert_untrained"},
+        ladders={"gpt2": {"untrained": "gpt2_untrained", "block": "gpt2_block"}},
+    )
+    assert list(map(tuple, pairs[["model_a", "model_b", "contrast"]].to_numpy())) == [
+        ("gpt2", "gpt2_untrained", "pretrained_vs_untrained"),
+        ("gpt2", "ridge", "pretrained_vs_ridge"),
+        ("gpt2_untrained", "ridge", "model_vs_model"),
+    ]
+
+
+def verdict_summary() -> pd.DataFrame:
+    """llm vs ridge: d = -steps (llm better); llm vs untrained: d = +steps (llm worse).
+
+    Window 10 has 5 fish (steps 1..5) for both; window 20 has 3 fish (steps 1..3) for ridge but
+    only 2 of them for the untrained twin; window 30 has 2 fish (steps 1, 4).
+    """
+    tables = []
+    for window, steps, twin_fish in ((10, [1, 2, 3, 4, 5], 5), (20, [1, 2, 3], 2), (30, [1, 4], 2)):
+        fish = range(1, len(steps) + 1)
+        values = {
+            "llm": dict.fromkeys(fish, 0.05),
+            "ridge": {f: 0.05 + s * 1e-3 for f, s in zip(fish, steps, strict=True)},
+            "llm_untrained": {
+                f: 0.05 - s * 1e-3 for f, s in zip(fish, steps, strict=True) if f <= twin_fish
+            },
+        }
+        tables.append(summary_from(values, window=window))
+    return pd.concat(tables, ignore_index=True)
+
+
+def test_verdict_for_five_three_and_two_fish_by_hand():
+    pairs = [
+        ("llm", "ridge", "pretrained_vs_ridge"),
+        ("llm", "llm_untrained", "pretrained_vs_untrained"),
+    ]
+    statistics = compare(verdict_summary(), pairs, n_bootstrap=20000)
+    verdict = verdict_table(statistics, alpha=ALPHA)
+    assert list(verdict.columns) == list(VERDICT_COLUMNS)
+    # Testable rows: 5 fish (ridge, twin; p5 each) and 3 fish (ridge; p3) -> Holm with m = 3:
+    # 3 p5, max(3 p5, 2 p5), max(3 p5, p3).
+    p5 = 1 - math.sqrt(18) * 24 / 22**1.5  # 0.0132, t = sqrt(18) with 4 df (see above)
+    p3 = 1 - math.sqrt(12) / math.sqrt(14)  # 0.0742, t = sqrt(12) with 2 df
+    expected = [
+        ("ridge", 10, -3e-3, 5, 3 * p5, "better (p_holm=0.04, n=5)"),
+        ("ridge", 20, -2e-3, 3, max(3 * p5, p3), "no detectable difference (p_holm=0.074, n=3)"),
+        ("ridge", 30, -2.5e-3, 2, np.nan, "not testable, needs >= 3 fish (n=2)"),
+        ("untrained", 10, 3e-3, 5, 3 * p5, "worse (p_holm=0.04, n=5)"),
+        ("untrained", 20, 1.5e-3, 2, np.nan, "not testable, needs >= 3 fish (n=2)"),
+        ("untrained", 30, 2.5e-3, 2, np.nan, "not testable, needs >= 3 fish (n=2)"),
+    ]
+    assert list(verdict["reference"]) == [e[0] for e in expected]
+    assert list(verdict["window_frames"]) == [e[1] for e in expected]
+    np.testing.assert_allclose(verdict["mean_difference"], [e[2] for e in expected])
+    assert list(verdict["n_fish"]) == [e[3] for e in expected]
+    np.testing.assert_allclose(verdict["p_holm"], [e[4] for e in expected])
+    assert list(verdict["verdict"]) == [e[5] for e in expected]
+    assert set(verdict["model"]) == {"llm"} and set(verdict["better_if"]) == {"mean_difference < 0"}
+    assert list(verdict["reference_model"][:3]) == ["ridge"] * 3
+    # CIs as derived in test_five_fish_by_hand / test_three_fish_by_hand; none with 2 fish
+    assert (verdict["ci_low"][0], verdict["ci_high"][0]) == pytest.approx((-4.2e-3, -1.8e-3))
+    assert (verdict["ci_low"][3], verdict["ci_high"][3]) == pytest.approx((1.8e-3, 4.2e-3))
+    assert (verdict["ci_low"][1], verdict["ci_high"][1]) == pytest.approx((-3e-3, -1e-3))
+    assert verdict["ci_low"][[2, 4, 5]].isna().all()
+    assert verdict["test"].str.startswith("paired t-test, two-sided, Holm").all()
+    # the verdict's significance is the statistics table's, not a second rule
+    significant = statistics.set_index(["contrast", "window_frames"])["t_significant"]
+    judged = ~verdict["verdict"].str.startswith(("no detectable", "not testable"))
+    keys = zip("pretrained_vs_" + verdict["reference"], verdict["window_frames"], strict=True)
+    assert list(judged) == [bool(significant[key]) for key in keys]
+
+
+def test_verdict_by_metric_direction_and_identical_differences():
+    # 5 fish: rmse llm - ridge = -[1..5] e-3 (lower: better); r2 llm - ridge = +[1..5] e-3
+    # (higher: better); the twin differs from llm by exactly 0.01 in every fish.
+    fish = range(1, 6)
+    rmse = summary_from(
+        {
+            "llm": dict.fromkeys(fish, 0.05),
+            "ridge": {f: 0.05 + f * 1e-3 for f in fish},
+            "llm_untrained": dict.fromkeys(fish, 0.06),
+        }
+    )
+    r2 = rmse.assign(metric="r2", segment="summed", value=1 - rmse["value"])
+    summary = pd.concat([rmse, r2], ignore_index=True)
+    summary["kind"] = summary["model"].map({"ridge": "ridge"}).fillna("llm")
+    options = {"alpha": ALPHA, "n_bootstrap": 200, "seed": 0}
+    twins = {"llm": "llm_untrained"}
+    statistics = model_statistics(summary, untrained_twins=twins, ladders={}, **options)
+    assert list(statistics.groupby("metric", sort=False).size().items()) == [("rmse", 3), ("r2", 3)]
+    verdict = verdict_table(statistics, alpha=ALPHA)
+    # Each metric is its own Holm family of the two testable rows: llm vs ridge (d = -[1..5]
+    # e-3, p5) and twin vs ridge (d = [9..5] e-3: t = 7 / sqrt(2.5 / 5) = 7 sqrt(2), 4 df); the
+    # identical twin difference has no p. Holm: max(2 p_twin_ridge, p5) = p5.
+    p5 = 1 - math.sqrt(18) * 24 / 22**1.5
+    t = 7 * math.sqrt(2)
+    p_twin_ridge = 1 - t * (t**2 + 6) / (t**2 + 4) ** 1.5  # 0.0006
+    assert 2 * p_twin_ridge < p5
+    assert list(verdict["metric"]) == ["rmse", "rmse", "r2", "r2"]
+    lower, higher = "mean_difference < 0", "mean_difference > 0"
+    assert list(verdict["better_if"]) == [lower, lower, higher, higher]
+    assert list(verdict["reference"]) == ["ridge", "untrained", "ridge", "untrained"]
+    np.testing.assert_allclose(verdict["p_holm"], [p5, np.nan, p5, np.nan])
+    np.testing.assert_allclose(verdict["mean_difference"], [-3e-3, -0.01, 3e-3, 0.01])
+    assert list(verdict["verdict"]) == [
+        "better (p_holm=0.013, n=5)",
+        "not testable, paired differences identical in every fish (n=5)",
+        "better (p_holm=0.013, n=5)",
+        "not testable, paired differences identical in every fish (n=5)",
+    ]
+    # without R² rows only RMSE is compared
+    only_rmse = model_statistics(
+        summary[summary["metric"] == "rmse"], untrained_twins=twins, ladders={}, **options
+    )
+    assert set(only_rmse["metric"]) == {"rmse"}

@@ -45,7 +45,8 @@ def test_default_config_dry_run_shows_every_stage_per_fish(tmp_path):
         assert jobs[rule] == n_fish, jobs
     assert jobs["prepare_backbone"] == 2  # SmolLM2 and MiniLM, shared by their twins
     n_models = len(config["models"]) + 2  # two pretrained LLMs have untrained twins
-    assert jobs["train_decoder"] == n_models * n_fish
+    assert jobs["train_decoder"] + jobs["train_baseline"] == n_models * n_fish
+    assert jobs["train_decoder"] == 4 * n_fish  # the GPU class: two LLMs and their twins
     assert jobs["explain_decoder"] == 4 * n_fish
     assert jobs["score_predictions"] == jobs["compare_models"] == 1
 
@@ -54,8 +55,9 @@ def test_paper_scale_synthetic_preset_dry_run(tmp_path):
     jobs = dry_run(tmp_path, "--configfile", str(ROOT / "config/synthetic-paper-scale.yaml"))
     assert jobs["simulate_fish"] == 5
     # 2 LLMs + 2 untrained twins, x 2 windows x 5 fish x 3 seeds
-    # (2 LLMs + 2 untrained twins + 3 baselines) x 2 windows x 5 fish x 3 seeds
-    assert jobs["train_decoder"] == 7 * 2 * 5 * 3
+    # (2 LLMs + 2 untrained twins) and 3 baselines, x 2 windows x 5 fish x 3 seeds
+    assert jobs["train_decoder"] == 4 * 2 * 5 * 3
+    assert jobs["train_baseline"] == 3 * 2 * 5 * 3
 
 
 def test_lint_and_format_are_clean():
@@ -140,6 +142,7 @@ def test_evaluation_tables_and_figures(tiny_run):
     assert set(metrics["model"]) == set(MODELS)
     assert set(metrics["metric"]) >= {"rmse", "mae", "r2", "pearson_r"}
     statistics = pd.read_csv(tiny_run / "results/evaluation/statistics.csv")
+    statistics = statistics[statistics["metric"] == "rmse"]
     twin = statistics[statistics["contrast"] == "pretrained_vs_untrained"]
     assert list(zip(twin["model_a"], twin["model_b"], strict=True)) == [
         ("tinyllama", "tinyllama_untrained")
@@ -202,7 +205,8 @@ def test_changing_one_model_reruns_only_its_jobs(tiny_run, tmp_path):
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     jobs = dry_run(tiny_run, "--configfile", str(changed))
-    assert jobs["train_decoder"] == len(FISH)  # the GRU on every fish, nothing else trains
+    assert jobs["train_baseline"] == len(FISH)  # the GRU on every fish, nothing else trains
+    assert "train_decoder" not in jobs
     assert "explain_decoder" not in jobs
     assert jobs["score_predictions"] == 1
 

@@ -34,6 +34,20 @@ and the table says why where it does not (`note` starts with "not testable:").
   window of the table, `holm_family`) runs over the rows that have a p-value; `t_holm_n_tests` and
   `wilcoxon_holm_n_tests` give the family size. A test that cannot run cannot cause a false
   rejection, so leaving it out of the family keeps the family-wise error rate at alpha.
+
+Contrasts (`default_pairs`, column `contrast`): every unordered pair of models is compared
+("model_vs_model"); a pretrained language model and one of its controls are labelled and
+oriented pretrained first (model_a): `pretrained_vs_<rung>` for each rung of its ablation ladder
+(`nlp4neuro.ladder`; the untrained twin gives "pretrained_vs_untrained") and
+"pretrained_vs_ridge" against each ridge model. Labelling changes neither the set of pairs nor
+the Holm family.
+
+The verdict (`verdict_table`): one row per pretrained model x reference (ridge, each rung) x
+window x verdict metric (`VERDICT_METRICS`: pooled RMSE and R² of the summed tail), with the
+mean paired difference, its CI, the number of fish and the Holm-corrected paired t-test p
+(primary test: it is testable from 3 fish, the exact Wilcoxon test only from 6), read off the
+statistics table unchanged, and a verdict in words: "better", "worse" (p_holm < alpha), "no
+detectable difference" or "not testable".
 """
 
 from __future__ import annotations
@@ -41,7 +55,7 @@ from __future__ import annotations
 import itertools
 import logging
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,11 +63,23 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.ladder import rungs
 
 logger = logging.getLogger(__name__)
 
-PRETRAINED_VS_UNTRAINED = "pretrained_vs_untrained"
+PRETRAINED_VS = "pretrained_vs_"
+"""Prefix of the contrasts of a pretrained model (model_a) with one of its references."""
+PRETRAINED_VS_UNTRAINED = f"{PRETRAINED_VS}untrained"
 MODEL_VS_MODEL = "model_vs_model"
+RIDGE = "ridge"
+"""Reference name (and model kind) of the ridge regression baseline."""
+
+VERDICT_METRICS: tuple[tuple[str, str, bool], ...] = (
+    ("rmse", "pooled", True),
+    ("r2", "summed", False),
+)
+"""(metric, segment, lower_is_better) compared by `model_statistics` and judged by
+`verdict_table`: pooled test RMSE (radians) and R² of the summed tail angle."""
 
 MIN_FISH_FOR_T = 3
 """Fewest fish for a paired t-test (df >= 2); see the module docstring."""
@@ -103,38 +129,93 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
 """Columns of `paired_comparisons` output, in order."""
 
 
-def default_pairs(models: Sequence[str], untrained_twins: dict[str, str]) -> pd.DataFrame:
-    """Every unordered pair of `models`, plus every pretrained-vs-untrained pair.
+def default_pairs(
+    models: Sequence[str],
+    untrained_twins: Mapping[str, str],
+    ladders: Mapping[str, Mapping[str, str]] | None = None,
+    ridge_models: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Every unordered pair of `models`, with each pretrained model's contrasts labelled.
 
     Args:
         models: model names in display order; pairs keep this order (model_a comes first).
         untrained_twins: pretrained model -> its random-weight twin, e.g.
             {"gpt2": "gpt2_untrained"}.
-            A twin pair is added even if the twin is not in `models`, and is always oriented
-            pretrained (model_a) vs untrained (model_b).
+        ladders: pretrained model -> {rung: rung model}, e.g. {"gpt2": {"untrained":
+            "gpt2_untrained", "nobackbone": "gpt2_nobackbone"}} (`nlp4neuro.ladder.rungs_of`).
+        ridge_models: ridge baselines each pretrained model is contrasted with.
 
     Returns:
-        DataFrame with columns model_a, model_b, contrast ("pretrained_vs_untrained" or
-        "model_vs_model"), one row per pair, without duplicates.
+        DataFrame with columns model_a, model_b, contrast, one row per pair, without
+        duplicates. A pretrained model (a key of `untrained_twins` or `ladders`) paired with a
+        reference comes first, with contrast `pretrained_vs_<rung>` ("pretrained_vs_untrained"
+        for the twin) or "pretrained_vs_ridge"; such a pair is added even if one of its models
+        is not in `models`. Every other pair is "model_vs_model".
     """
     models = list(dict.fromkeys(models))
-    for pretrained, untrained in untrained_twins.items():
-        if pretrained == untrained:
-            raise ConfigError("untrained_twins", "a different model name for each twin", pretrained)
-    twins = {frozenset(item): item for item in untrained_twins.items()}
+    labelled = _labelled_pairs(untrained_twins, ladders or {}, ridge_models)
     rows: list[tuple[str, str, str]] = []
     seen: set[frozenset[str]] = set()
     for a, b in itertools.combinations(models, 2):
         key = frozenset((a, b))
         seen.add(key)
-        if key in twins:
-            rows.append((*twins[key], PRETRAINED_VS_UNTRAINED))
-        else:
-            rows.append((a, b, MODEL_VS_MODEL))
-    for key, (pretrained, untrained) in twins.items():
-        if key not in seen:
-            rows.append((pretrained, untrained, PRETRAINED_VS_UNTRAINED))
+        rows.append(labelled.get(key, (a, b, MODEL_VS_MODEL)))
+    rows.extend(pair for key, pair in labelled.items() if key not in seen)
     return pd.DataFrame(rows, columns=["model_a", "model_b", "contrast"])
+
+
+def _references(
+    untrained_twins: Mapping[str, str], ladders: Mapping[str, Mapping[str, str]]
+) -> dict[str, dict[str, str]]:
+    """Pretrained model -> {reference: model}: the twin as rung "untrained", then the ladder."""
+    references = {p: {"untrained": u} for p, u in untrained_twins.items()}
+    for pretrained, by_rung in ladders.items():
+        twin = references.get(pretrained, {}).get("untrained")
+        if twin is not None and by_rung.get("untrained", twin) != twin:
+            raise ConfigError(
+                f"ladders.{pretrained}.untrained", f"its untrained twin {twin!r}", by_rung
+            )
+        references.setdefault(pretrained, {}).update(by_rung)
+    return references
+
+
+def _labelled_pairs(
+    untrained_twins: Mapping[str, str],
+    ladders: Mapping[str, Mapping[str, str]],
+    ridge_models: Sequence[str],
+) -> dict[frozenset[str], tuple[str, str, str]]:
+    """{pair: (pretrained, reference model, contrast)} for every pretrained model's references."""
+    labelled: dict[frozenset[str], tuple[str, str, str]] = {}
+    for pretrained, by_rung in _references(untrained_twins, ladders).items():
+        for reference, model in [*by_rung.items(), *((RIDGE, r) for r in ridge_models)]:
+            if model == pretrained:
+                key = "untrained_twins" if reference == "untrained" else f"ladders.{pretrained}"
+                raise ConfigError(key, "a different model name for each reference", pretrained)
+            labelled.setdefault(
+                frozenset((pretrained, model)), (pretrained, model, PRETRAINED_VS + reference)
+            )
+    return labelled
+
+
+def summary_pairs(
+    summary: pd.DataFrame,
+    *,
+    untrained_twins: Mapping[str, str],
+    ladders: Mapping[str, Mapping[str, str]],
+) -> pd.DataFrame:
+    """`default_pairs` of the models in `summary` (sorted by name), keeping only the twins and
+    rungs it holds, with its ridge models (`kind` "ridge") as references."""
+    models = sorted(set(summary["model"]))
+    present = set(models)
+    twins = {p: u for p, u in untrained_twins.items() if {p, u} <= present}
+    present_ladders = {
+        p: {rung: m for rung, m in by_rung.items() if m in present}
+        for p, by_rung in ladders.items()
+        if p in present
+    }
+    ridge = summary["kind"] == RIDGE if "kind" in summary.columns else []
+    ridge_models = sorted(set(summary.loc[ridge, "model"]))
+    return default_pairs(models, twins, present_ladders, ridge_models)
 
 
 def _normalise_pairs(pairs: pd.DataFrame | Iterable[Sequence[str]]) -> list[tuple[str, str, str]]:
@@ -495,3 +576,156 @@ def _check_summary(summary: pd.DataFrame) -> None:
             "one row per model x fish x window x metric x segment (seeds averaged by summarise)",
             f"repeated {example}",
         )
+
+
+def model_statistics(
+    summary: pd.DataFrame,
+    *,
+    untrained_twins: Mapping[str, str],
+    ladders: Mapping[str, Mapping[str, str]],
+    alpha: float,
+    n_bootstrap: int,
+    seed: int,
+) -> pd.DataFrame:
+    """`paired_comparisons` of the `summary_pairs` on each of `VERDICT_METRICS`, concatenated.
+
+    Pooled RMSE must be in `summary`; R² of the summed tail is compared where the summary has
+    it. Each metric is its own Holm family (see `paired_comparisons`).
+    """
+    pairs = summary_pairs(summary, untrained_twins=untrained_twins, ladders=ladders)
+    present = set(zip(summary["metric"], summary["segment"], strict=True))
+    tables = [
+        paired_comparisons(
+            summary,
+            pairs=pairs,
+            alpha=alpha,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            metric=metric,
+            segment=segment,
+            lower_is_better=lower_is_better,
+        )
+        for index, (metric, segment, lower_is_better) in enumerate(VERDICT_METRICS)
+        if index == 0 or (metric, segment) in present
+    ]
+    return pd.concat(tables, ignore_index=True)
+
+
+VERDICT_COLUMNS: tuple[str, ...] = (
+    "model",
+    "reference",
+    "reference_model",
+    "window_frames",
+    "metric",
+    "segment",
+    "better_if",
+    "mean_model",
+    "mean_reference",
+    "mean_difference",
+    "ci_low",
+    "ci_high",
+    "n_fish",
+    "test",
+    "p_holm",
+    "verdict",
+    "holm_family",
+)
+"""Columns of `verdict_table` output, in order."""
+
+PRIMARY_TEST = "paired t-test, two-sided, Holm-corrected (t_p_holm of the statistics table)"
+"""The test a verdict rests on: testable from `MIN_FISH_FOR_T` fish (Wilcoxon needs 6)."""
+
+
+def verdict_table(statistics: pd.DataFrame, *, alpha: float) -> pd.DataFrame:
+    """Each pretrained model against each of its references, in words, from `model_statistics`.
+
+    Args:
+        statistics: `paired_comparisons` / `model_statistics` output (rows of contrast
+            `pretrained_vs_<reference>` are used; model_a is the pretrained model).
+        alpha: significance level of the Holm-corrected p (config `evaluation.alpha`).
+
+    Returns:
+        DataFrame with columns `VERDICT_COLUMNS`, one row per pretrained model x metric x
+        reference ("ridge", then the rungs in ladder order) x window, for the metrics of
+        `VERDICT_METRICS`. `mean_difference` = model - reference averaged over fish with its
+        bootstrap CI (`better_if` says which sign favours the model); `p_holm` is the
+        Holm-corrected paired t p. `verdict` is "better"/"worse" (p_holm < alpha, by the sign
+        of the difference), "no detectable difference" or "not testable, ..." (too few fish,
+        or differences identical in every fish), each with p_holm and the number of fish.
+    """
+    lower = {(m, s): low for m, s, low in VERDICT_METRICS}
+    rows = statistics[statistics["contrast"].str.startswith(PRETRAINED_VS)]
+    rows = rows[[key in lower for key in _metric_keys(rows)]]
+    table = pd.DataFrame(
+        {
+            "model": rows["model_a"],
+            "reference": rows["contrast"].str.removeprefix(PRETRAINED_VS),
+            "reference_model": rows["model_b"],
+            "window_frames": rows["window_frames"],
+            "metric": rows["metric"],
+            "segment": rows["segment"],
+            "better_if": [_better_if(lower[key]) for key in _metric_keys(rows)],
+            "mean_model": rows["mean_a"],
+            "mean_reference": rows["mean_b"],
+            "mean_difference": rows["mean_diff"],
+            "ci_low": rows["ci_low"],
+            "ci_high": rows["ci_high"],
+            "n_fish": rows["n_fish"],
+            "test": PRIMARY_TEST,
+            "p_holm": rows["t_p_holm"],
+            "verdict": [_verdict(row, alpha, lower) for _, row in rows.iterrows()],
+            "holm_family": rows["holm_family"],
+        },
+        columns=list(VERDICT_COLUMNS),
+    )
+    return _verdict_order(table)
+
+
+def _metric_keys(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """(metric, segment) of every row."""
+    return list(zip(table["metric"], table["segment"], strict=True))
+
+
+def _better_if(lower_is_better: bool) -> str:
+    return "mean_difference < 0" if lower_is_better else "mean_difference > 0"
+
+
+def _format_p_holm(p: float) -> str:
+    return "p_holm<0.001" if p < 0.001 else f"p_holm={p:.2g}"
+
+
+def _verdict(row: pd.Series, alpha: float, lower: Mapping[tuple[str, str], bool]) -> str:
+    """The verdict on one `paired_comparisons` row (model_a against model_b), e.g.
+    "better (p_holm=0.012, n=5)" or "not testable, needs >= 3 fish (n=2)"."""
+    n = int(row["n_fish"])
+    if n < row["t_min_fish"]:
+        return f"not testable, needs >= {int(row['t_min_fish'])} fish (n={n})"
+    p = float(row["t_p_holm"])
+    if not np.isfinite(p):
+        return f"not testable, paired differences identical in every fish (n={n})"
+    if p >= alpha:
+        return f"no detectable difference ({_format_p_holm(p)}, n={n})"
+    model_lower = row["mean_diff"] < 0
+    better = model_lower == lower[(row["metric"], row["segment"])]
+    return f"{'better' if better else 'worse'} ({_format_p_holm(p)}, n={n})"
+
+
+def _verdict_order(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows by model (first appearance), metric (`VERDICT_METRICS`), reference (ridge, then the
+    ladder's rungs) and window."""
+    metrics = [(m, s) for m, s, _ in VERDICT_METRICS]
+    references = [RIDGE, *rungs()]
+    keys = pd.DataFrame(
+        {
+            "model": pd.factorize(table["model"])[0],
+            "metric": [metrics.index(key) for key in _metric_keys(table)],
+            "reference": [
+                references.index(r) if r in references else len(references)
+                for r in table["reference"]
+            ],
+            "window": table["window_frames"],
+        },
+        index=table.index,
+    )
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    return table.loc[order].reset_index(drop=True)

@@ -10,7 +10,7 @@ SRC_DIR = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC_DIR))
 
 from nlp4neuro import codedigest
-from nlp4neuro.config import validate_config
+from nlp4neuro.config import default_value, validate_config
 from nlp4neuro.errors import ConfigError
 from nlp4neuro.ladder import expand_models, rungs_of
 
@@ -235,17 +235,36 @@ def atlas_inputs():
     return files
 
 
+def null_ridge_alphas():
+    """The penalties of the first configured ridge model (the baseline the null is for), else
+    the schema's default."""
+    ridges = [spec for spec in MODELS.values() if spec["kind"] == "ridge"]
+    if ridges:
+        return ridges[0]["ridge_alphas"]
+    return default_value("models", "*", "ridge_alphas")
+
+
+def null_outputs():
+    """The null table, when null_distribution is enabled for ridge."""
+    settings = config["null_distribution"]
+    if settings["enabled"] and "ridge" in settings["models"]:
+        return ["results/evaluation/null.csv"]
+    return []
+
+
 def get_final_outputs():
     outputs = expand("results/datasets/fish{fish}.nc", fish=FISH)
     outputs += all_predictions()
     outputs += [
         "results/evaluation/metrics.csv",
         "results/evaluation/statistics.csv",
+        "results/evaluation/verdict.csv",
         "results/evaluation/figures/model_comparison.png",
     ]
     outputs += expand(
         "results/evaluation/figures/predictions_fish{fish}.png", fish=FISH
     )
+    outputs += null_outputs()
     if config["saliency"]["enabled"] and saliency_models():
         outputs += ["results/saliency/summary/regions.csv"]
         outputs += expand(

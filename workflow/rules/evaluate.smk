@@ -42,6 +42,13 @@ rule compare_models:
             category="Evaluation",
             labels={"table": "statistics across fish"},
         ),
+        # The report sorts categories by name: "0 Verdict" opens it.
+        verdict=report(
+            "results/evaluation/verdict.csv",
+            caption="../report/verdict.rst",
+            category="0 Verdict",
+            labels={"table": "verdict: each pretrained model against its references"},
+        ),
     log:
         "logs/evaluation/compare_models.log",
     conda:
@@ -51,6 +58,7 @@ rule compare_models:
         mem_mb=2000,
     params:
         untrained_twins=UNTRAINED_TWINS,
+        ladders=LADDERS,
         alpha=config["evaluation"]["alpha"],
         n_bootstrap=config["evaluation"]["n_bootstrap"],
         seed=config["seed"],

@@ -34,7 +34,7 @@ rule train_decoder:
     log:
         "logs/train/{model}/w{window}/fish{fish}/seed{seed}.log",
     wildcard_constraints:
-        model=_alternation(list(MODELS)),
+        model=_alternation(LLM_MODELS),
     conda:
         "../../envs/torch.yaml"
     threads: lambda wc: train_compute(wc.model, "threads_{kind}")
@@ -56,3 +56,11 @@ rule train_decoder:
         code=code_digest("train_decoder"),
     script:
         "../scripts/train_decoder.py"
+
+
+# The same job for the baselines (ridge, mean, LSTM, ...). A rule name of their own only so that
+# schedulers group like with like: a SLURM array job takes one rule's resources for all its
+# tasks, and must not mix GPU jobs with CPU jobs.
+use rule train_decoder as train_baseline with:
+    wildcard_constraints:
+        model=_alternation(BASELINE_MODELS),

@@ -9,18 +9,15 @@ Frame-wise models (numpy, (T, N) -> (T, K)): `RidgeDecoder` and `MeanDecoder`.
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.linear_model import Ridge
 from torch import nn
 
 from nlp4neuro.errors import InputFileError
-
-logger = logging.getLogger(__name__)
+from nlp4neuro.ridge import check_frame_pair, check_frames, fit_ridge
 
 
 def _check_window_input(x: torch.Tensor, n_neurons: int) -> None:
@@ -192,29 +189,6 @@ class TransformerDecoder(nn.Module):
         return self.readout(self.encoder(tokens))
 
 
-def _check_frames(name: str, array: np.ndarray, width: int | None) -> np.ndarray:
-    array = np.asarray(array, dtype=np.float64)
-    if array.ndim != 2 or (width is not None and array.shape[1] != width):
-        want = f"(frames, {width})" if width is not None else "(frames, columns)"
-        raise ValueError(f"{name}: expected a 2-D array of shape {want}, found {array.shape}")
-    if array.shape[0] == 0:
-        raise ValueError(f"{name}: expected at least one frame, found 0")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name}: expected finite values, found NaN or inf")
-    return array
-
-
-def _check_pair(name: str, x: np.ndarray, y: np.ndarray, n_in: int | None, n_out: int):
-    x = _check_frames(f"x_{name}", x, n_in)
-    y = _check_frames(f"y_{name}", y, n_out)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"x_{name}, y_{name}: expected the same number of frames, "
-            f"found {x.shape[0]} and {y.shape[0]}"
-        )
-    return x, y
-
-
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise InputFileError(path, "a saved decoder's JSON description", "no such file")
@@ -236,7 +210,8 @@ class RidgeDecoder:
 
     Each alpha in `alphas` is fitted on the training frames and scored by validation RMSE
     (pooled over outputs); the best model (fitted on training frames only, like the torch
-    models, whose validation frames are only used for selection) is kept.
+    models, whose validation frames are only used for selection) is kept. The fit is
+    `nlp4neuro.ridge.fit_ridge`, which the circular-shift null (`nlp4neuro.null`) also uses.
 
     Attributes after `fit`: coef_ (K, N), intercept_ (K,), alpha_, val_rmse_ {alpha: RMSE}.
     """
@@ -262,31 +237,20 @@ class RidgeDecoder:
         self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
     ) -> RidgeDecoder:
         """Fit on (T_train, N) -> (T_train, K) frames, choose alpha on (T_val, N) -> (T_val, K)."""
-        x_train, y_train = _check_pair("train", x_train, y_train, self.n_neurons, self.n_outputs)
-        x_val, y_val = _check_pair("val", x_val, y_val, self.n_neurons, self.n_outputs)
-        best = None
-        self.val_rmse_ = {}
-        for alpha in self.alphas:
-            model = Ridge(alpha=alpha).fit(x_train, y_train)
-            # coef_ is (N,) for a single output: keep predictions (T, K) like the targets
-            pred = model.predict(x_val).reshape(len(x_val), -1)
-            rmse = float(np.sqrt(np.mean((pred - y_val) ** 2)))
-            self.val_rmse_[alpha] = rmse
-            logger.info("ridge alpha %g: validation RMSE %.5f", alpha, rmse)
-            if best is None or rmse < best[0]:
-                best = (rmse, alpha, model)
-        assert best is not None
-        _, self.alpha_, model = best
-        self.coef_ = np.asarray(model.coef_, dtype=np.float64).reshape(self.n_outputs, -1)
-        self.intercept_ = np.asarray(model.intercept_, dtype=np.float64).reshape(self.n_outputs)
-        logger.info("ridge: chose alpha %g", self.alpha_)
+        x_train, y_train = check_frame_pair(
+            "train", x_train, y_train, self.n_neurons, self.n_outputs
+        )
+        x_val, y_val = check_frame_pair("val", x_val, y_val, self.n_neurons, self.n_outputs)
+        fitted = fit_ridge(x_train, y_train, x_val, y_val, self.alphas)
+        self.coef_, self.intercept_ = fitted.coef, fitted.intercept
+        self.alpha_, self.val_rmse_ = fitted.alpha, fitted.val_rmse
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(T, N) frames -> (T, K) float64 predictions."""
         if self.coef_ is None or self.intercept_ is None:
             raise RuntimeError("RidgeDecoder.predict called before fit")
-        x = _check_frames("x", x, self.n_neurons)
+        x = check_frames("x", x, self.n_neurons)
         return x @ self.coef_.T + self.intercept_
 
     def save(self, out_dir: str | Path) -> None:
@@ -344,8 +308,8 @@ class MeanDecoder:
         self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
     ) -> MeanDecoder:
         """Store the mean of y_train (T_train, K); x and validation frames are only checked."""
-        _, y_train = _check_pair("train", x_train, y_train, self.n_neurons, self.n_outputs)
-        _check_pair("val", x_val, y_val, self.n_neurons, self.n_outputs)
+        _, y_train = check_frame_pair("train", x_train, y_train, self.n_neurons, self.n_outputs)
+        check_frame_pair("val", x_val, y_val, self.n_neurons, self.n_outputs)
         self.mean_ = y_train.mean(axis=0)
         return self
 
@@ -353,7 +317,7 @@ class MeanDecoder:
         """(T, N) frames -> (T, K) float64, every row the training mean."""
         if self.mean_ is None:
             raise RuntimeError("MeanDecoder.predict called before fit")
-        x = _check_frames("x", x, self.n_neurons)
+        x = check_frames("x", x, self.n_neurons)
         return np.tile(self.mean_, (x.shape[0], 1))
 
     def save(self, out_dir: str | Path) -> None:
