@@ -23,7 +23,12 @@ pytestmark = pytest.mark.e2e
 
 
 def job_logs(workdir: Path) -> dict[Path, str]:
-    return {log: log.read_text(errors="replace") for log in (workdir / "logs").rglob("*.log")}
+    """The rules' own logs (not SLURM's job output under logs/slurm/)."""
+    return {
+        log: log.read_text(errors="replace")
+        for log in (workdir / "logs").rglob("*.log")
+        if "slurm" not in log.relative_to(workdir / "logs").parts[:1]
+    }
 
 
 def allocation(log: str) -> dict[str, str]:
