@@ -462,17 +462,18 @@ def bench_preprocessing(args: argparse.Namespace) -> dict:
 
 
 def bench_dryrun(args: argparse.Namespace) -> dict:
-    """Wall time of `snakemake -n --configfile config/paper.yaml` (raw folders stood in)."""
+    """Wall time of `snakemake -n --configfile config/paper.yaml` on a fresh folder (no data:
+    the download rule makes the raw folders)."""
     snakemake = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+    slurm = ROOT / "profiles" / "slurm"
     results = []
     with tempfile.TemporaryDirectory(prefix="nlp4neuro_dryrun_") as tmp:
-        for fish in (9, 10, 11, 12, 13):
-            (Path(tmp) / "resources" / "dataverse" / f"raw_data_f{fish}").mkdir(parents=True)
         for label, extra in (
             ("paper", ["--configfile", str(ROOT / "config" / "paper.yaml")]),
             ("paper_slurm", [
                 "--configfile", str(ROOT / "config" / "paper.yaml"),
-                "--workflow-profile", str(ROOT / "profiles" / "slurm"),
+                "--workflow-profile", str(slurm),
+                "--slurm-partition-config", str(slurm / "partitions.yaml"),
             ]),
             ("default", ["--configfile", str(ROOT / "config.yaml")]),
         ):  # fmt: skip
