@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -70,18 +71,29 @@ def test_every_job_went_through_sbatch(slurm_run):
         assert "SLURM_JOB_ID" in allocation(text), log
 
 
-def test_gpu_jobs_land_in_the_gpu_partition_with_a_gpu(slurm_run):
+def scheduler_record(job_id: str, env: dict[str, str]) -> dict[str, str]:
+    """What SLURM itself recorded for a job (finished jobs stay listed: MinJobAge=600)."""
+    shown = subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, env=env
+    )
+    assert shown.returncode == 0, shown.stderr
+    return dict(item.split("=", 1) for item in shown.stdout.split() if "=" in item)
+
+
+def test_gpu_jobs_land_in_the_gpu_partition_with_a_gpu(slurm, slurm_run):
     for log, text in job_logs(slurm_run).items():
         given = allocation(text)
+        record = scheduler_record(given["SLURM_JOB_ID"], slurm.env)
         wants_gpu = "train" in log.parts and log.parent.parent.parent.name.startswith("tinyllama")
         if wants_gpu:
-            assert given["SLURM_JOB_PARTITION"] == "gpu", log
+            assert record["Partition"] == "gpu", log
+            assert record.get("TresPerJob") == "gres:gpu:1", (log, record)
             assert given.get("CUDA_VISIBLE_DEVICES") in ("0", "1"), log
         else:
-            assert given["SLURM_JOB_PARTITION"] == "cpu", log
-            assert "CUDA_VISIBLE_DEVICES" not in given, log
+            assert record["Partition"] == "cpu", log
+            assert "gpu" not in record.get("TresPerJob", ""), (log, record)
         if "train" in log.parts:
-            # the training rule is submitted as array jobs
+            # the training rules are submitted as array jobs
             assert "SLURM_ARRAY_JOB_ID" in given, log
 
 
