@@ -510,3 +510,15 @@ def test_verdict_by_metric_direction_and_identical_differences():
         summary[summary["metric"] == "rmse"], untrained_twins=twins, ladders={}, **options
     )
     assert set(only_rmse["metric"]) == {"rmse"}
+
+
+def test_verdict_table_without_pretrained_models_is_empty_with_its_columns():
+    """Baselines only (ridge, mean, gru): no pretrained model, so no verdict rows."""
+    summary = summary_from({m: {1: v, 2: v + 0.01, 3: v + 0.02} for m, v in
+                            (("gru", 0.1), ("ridge", 0.2), ("mean", 0.3))})  # fmt: skip
+    summary["kind"] = summary["model"]
+    options = {"alpha": ALPHA, "n_bootstrap": 200, "seed": 0}
+    statistics = model_statistics(summary, untrained_twins={}, ladders={}, **options)
+    assert len(statistics) == 3
+    table = verdict_table(statistics, alpha=ALPHA)
+    assert table.empty and list(table.columns) == list(VERDICT_COLUMNS)

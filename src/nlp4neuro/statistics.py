@@ -655,7 +655,10 @@ def verdict_table(statistics: pd.DataFrame, *, alpha: float) -> pd.DataFrame:
     """
     lower = {(m, s): low for m, s, low in VERDICT_METRICS}
     rows = statistics[statistics["contrast"].str.startswith(PRETRAINED_VS)]
-    rows = rows[[key in lower for key in _metric_keys(rows)]]
+    # a boolean Series, not a list: an empty list would select no columns instead of no rows
+    rows = rows[
+        pd.Series([key in lower for key in _metric_keys(rows)], index=rows.index, dtype=bool)
+    ]
     table = pd.DataFrame(
         {
             "model": rows["model_a"],
