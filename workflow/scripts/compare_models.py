@@ -32,7 +32,7 @@ logger.info(
     len(statistics),
     int(statistics["t_testable"].sum()),
     len(verdict),
-    int(verdict["verdict"].str.startswith("not testable").sum()),
+    int(verdict["verdict"].astype(str).str.startswith("not testable").sum()),
 )
 if verdict.empty:
     logger.warning("no pretrained model with a reference in the summary: the verdict is empty")
