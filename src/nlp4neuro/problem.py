@@ -30,7 +30,7 @@ import xarray as xr
 
 from nlp4neuro.config import allowed_values, build
 from nlp4neuro.errors import ConfigError, InputFileError
-from nlp4neuro.provenance import atomic_output
+from nlp4neuro.provenance import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -482,10 +482,7 @@ class DecodingProblem:
 
     def save(self, path: str | Path) -> Path:
         """Write problem.json at `path` atomically; returns `path`."""
-        path = Path(path)
-        with atomic_output(path) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
-        return path
+        return write_json(path, self.to_dict(), indent=1)
 
 
 def build_problem(

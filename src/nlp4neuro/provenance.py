@@ -88,6 +88,14 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
+def write_json(path: str | Path, obj: object, indent: int = 2) -> Path:
+    """Write `obj` as sorted, indented JSON atomically (numpy values and paths allowed)."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent, sort_keys=True, default=json_default) + "\n")
+    return path
+
+
 def write_table(table, path: str | Path, parameters: dict | None = None) -> Path:
     """Write a pandas table as CSV atomically, with a `<path>.json` provenance sidecar.
 

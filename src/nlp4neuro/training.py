@@ -66,7 +66,7 @@ from nlp4neuro.problem import (
     build_problem,
     load_problem,
 )
-from nlp4neuro.provenance import atomic_output, json_default, versions, versions_json
+from nlp4neuro.provenance import atomic_output, json_default, versions, versions_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -699,11 +699,6 @@ def _write_curve(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
-
-
 def _held_out_predictions(
     model: Any,
     sampler: WindowSampler,
@@ -890,7 +885,7 @@ def _write_outputs(
         "device": report,
         "versions": versions(),
     }
-    _write_json(job.out_dir / RUN_INFO_NAME, run_info)
+    write_json(job.out_dir / RUN_INFO_NAME, run_info)
     return summary
 
 
