@@ -35,19 +35,15 @@ import json
 import logging
 import os
 import platform
-import re
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
@@ -112,33 +108,22 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: i
 # Training benchmark
 
 
-@dataclass(frozen=True)
-class TrainingCase:
-    """One benchmarked configuration.
-
-    Attributes:
-        backbone: "smollm2", "gpt2" or "lstm".
-        finetune: "lora", "head" or "full" ("full" for the LSTM).
-        cpu_bf16: bf16 autocast on the CPU too (the package autocasts on CUDA only).
-    """
-
-    backbone: str
-    finetune: str
-    cpu_bf16: bool = False
-
-    @property
-    def name(self) -> str:
-        base = self.backbone if self.backbone == "lstm" else f"{self.backbone}_{self.finetune}"
-        return base + ("+bf16" if self.cpu_bf16 else "")
+DEFAULT_CASES = (
+    "gpt2:full:fp32:reference",
+    "gpt2:full",
+    "gpt2:lora",
+    "gpt2:lora:lean",
+    "gpt2:head:lean",
+    "gpt2:lora:bf16:lean",
+    "gpt2:lora:fp32:lean",
+    "lstm:reference",
+)
 
 
 def prepare_backbones(out: Path, names: list[str]) -> dict[str, Path]:
-    """Backbone folders cached under `out`: bundled SmolLM2 (pretrained) and a GPT-2-sized model.
-
-    The GPT-2 folder has GPT-2's default architecture (124 M parameters, 12 layers, d_model 768)
-    with random weights, written once by `make_tiny_backbone` at full size: the hub is not
-    reachable here, and speed does not depend on the weights' values.
-    """
+    """Backbone folders cached under `out`: the bundled SmolLM2 (pretrained), and GPT-2's and
+    BERT-base's default architectures at full size with random weights (`make_tiny_backbone`):
+    the hub is not reachable here, and speed does not depend on the weights' values."""
     from nlp4neuro.models import make_tiny_backbone, prepare_backbone
 
     folders = {}
@@ -148,19 +133,8 @@ def prepare_backbones(out: Path, names: list[str]) -> dict[str, Path]:
             start = time.perf_counter()
             if name == "smollm2":
                 prepare_backbone("bundled:smollm2", folder)
-            elif name == "gpt2":
-                from transformers import GPT2Config
-
-                default = GPT2Config()
-                make_tiny_backbone(
-                    folder,
-                    "gpt2",
-                    hidden_size=default.n_embd,
-                    num_layers=default.n_layer,
-                    num_heads=default.n_head,
-                    vocab_size=default.vocab_size,
-                    max_positions=default.n_positions,
-                )
+            elif name in ("gpt2", "bert"):
+                make_tiny_backbone(folder, name, **_full_size(name))
             else:
                 raise ValueError(f"no backbone named {name!r}")
             logger.info("prepared %s in %.1f s -> %s", name, time.perf_counter() - start, folder)
@@ -168,193 +142,72 @@ def prepare_backbones(out: Path, names: list[str]) -> dict[str, Path]:
     return folders
 
 
-def model_flops_per_token(model: nn.Module, first_layer: list[nn.Parameter]) -> float:
-    """Training FLOPs per token (forward + backward) by the 6/4 x parameters rule (module doc).
+def _full_size(name: str) -> dict[str, int]:
+    """`make_tiny_backbone` arguments for the default (base) size of an architecture."""
+    if name == "gpt2":
+        from transformers import GPT2Config
 
-    Args:
-        model: the decoder, with `requires_grad` set as in training.
-        first_layer: the weights applied to the neural frames themselves (no input gradient).
-    """
-    embedding_ids = {
-        id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
-    }
-    first_ids = {id(p) for p in first_layer}
-    flops = 0.0
-    for p in model.parameters():
-        if id(p) in embedding_ids:
-            continue
-        if p.requires_grad:
-            flops += (4 if id(p) in first_ids else 6) * p.numel()
-        else:
-            flops += 4 * p.numel()
-    return flops
-
-
-def first_layer_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The weights that read the neural frames: the LLM input projection, or an RNN's layer-0
-    input-to-hidden weights (its hidden-to-hidden weights do pass gradients back in time)."""
-    if hasattr(model, "input_proj"):
-        return list(model.input_proj.parameters())
-    rnn = getattr(model, "rnn", None)
-    if isinstance(rnn, nn.RNNBase):
-        return [rnn.weight_ih_l0, *([rnn.bias_ih_l0] if rnn.bias else [])]
-    raise ValueError(f"no input layer known for {type(model).__name__}")
-
-
-def run_training_case(case: TrainingCase, args: argparse.Namespace) -> dict:
-    """Time `args.steps` optimiser steps after `args.warmup` on synthetic fish-9-sized data."""
-    from nlp4neuro import problem as problem_mod
-    from nlp4neuro.device import select_device
-    from nlp4neuro.models import ModelSpec, build_decoder, trainable_parameter_count
-    from nlp4neuro.training import WindowSampler
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = select_device(args.device)
-    rng = np.random.default_rng(0)
-    # Reference-mode-like inputs in [0, 1] and tail angles of a few hundredths of a radian.
-    x = torch.from_numpy(rng.random((args.frames, args.neurons), dtype=np.float32))
-    y = torch.from_numpy(0.05 * rng.standard_normal((args.frames, N_OUTPUTS), dtype=np.float32))
-    sampler = WindowSampler(x, y, args.window)
-    splits = problem_mod.chronological_split(args.frames, 0.7, 0.1, 0.2, 0)
-    train_starts = torch.as_tensor(problem_mod.window_starts(splits["train"], args.window))
-    # model names may only hold letters, digits and underscores (the config schema)
-    name = re.sub(r"\W+", "_", case.name).strip("_")
-    if case.backbone == "lstm":
-        spec = ModelSpec.from_config(name, {"kind": "lstm", "hidden_size": 256})
-        backbone_dir = None
-    else:
-        spec = ModelSpec.from_config(
-            name, {"kind": "llm", "source": case.backbone, "finetune": case.finetune}
+        c = GPT2Config()
+        return dict(
+            hidden_size=c.n_embd,
+            num_layers=c.n_layer,
+            num_heads=c.n_head,
+            vocab_size=c.vocab_size,
+            max_positions=c.n_positions,
         )
-        backbone_dir = prepare_backbones(Path(args.out), [case.backbone])[case.backbone]
-    build_start = time.perf_counter()
-    model = build_decoder(
-        spec, args.neurons, N_OUTPUTS, backbone_dir=backbone_dir, seed=0, device=str(device)
+    from transformers import BertConfig
+
+    c = BertConfig()
+    return dict(
+        hidden_size=c.hidden_size,
+        num_layers=c.num_hidden_layers,
+        num_heads=c.num_attention_heads,
+        vocab_size=c.vocab_size,
+        max_positions=c.max_position_embeddings,
     )
-    build_seconds = time.perf_counter() - build_start
-    trainable_params, total_params = trainable_parameter_count(model)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.01)
-    loss_fn = nn.MSELoss()
-    use_bf16 = device.type == "cuda" or args.cpu_bf16
-    order = train_starts[
-        torch.randperm(train_starts.numel(), generator=torch.Generator().manual_seed(0))
-    ]
-    batches = sampler.iter_batches(order, args.batch)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
 
-    phases = {"gather": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
-    step_seconds = []
-    model.train()
-    for step in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
-        _, xb, yb = next(batches)
-        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-        _sync(device)
-        t1 = time.perf_counter()
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            pred = model(xb)
-        loss = loss_fn(pred.float(), yb)
-        _sync(device)
-        t2 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        _sync(device)
-        t3 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        loss.item()  # the training loop reads the loss every step (a device sync on CUDA)
-        t4 = time.perf_counter()
-        if step >= args.warmup:
-            step_seconds.append(t4 - t0)
-            for key, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                phases[key] += seconds
-        logger.info("%s step %d: %.3f s", case.name, step, t4 - t0)
 
-    mean_step = statistics.fmean(step_seconds)
-    tokens = args.batch * args.window
-    flops_step = model_flops_per_token(model, first_layer_parameters(model)) * tokens
-    result = {
-        "case": case.name,
-        "backbone": case.backbone,
-        "finetune": case.finetune,
-        "bf16_autocast": use_bf16,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "trainable_params": trainable_params,
-        "total_params": total_params,
-        "build_seconds": build_seconds,
-        "steps": args.steps,
-        "step_seconds_mean": mean_step,
-        "step_seconds_min": min(step_seconds),
-        "windows_per_s": args.batch / mean_step,
-        "epoch_seconds_fish9": train_starts.numel() / (args.batch / mean_step),
-        "phase_fraction": {k: v / sum(step_seconds) for k, v in phases.items()},
-        "model_flops_per_step": flops_step,
-        "achieved_flops": flops_step / mean_step,
-        "max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
-        "cuda_max_allocated_gib": (
-            torch.cuda.max_memory_allocated(device) / 1024**3 if device.type == "cuda" else None
-        ),
-    }
-    return result
+def run_training_case(case_name: str, args: argparse.Namespace) -> dict:
+    """One case (benchmarks/training_case.py) on fish-9-shaped synthetic data."""
+    from training_case import TrainingCase, run_case
+
+    case = TrainingCase.parse(case_name)
+    backbone_dir = None
+    if case.is_llm:
+        backbone_dir = prepare_backbones(Path(args.out), [case.backbone])[case.backbone]
+    return run_case(case, args, backbone_dir)
 
 
 def bench_training(args: argparse.Namespace) -> dict:
-    """Every case in its own subprocess (own peak RSS), then the matmul peaks in this one."""
+    """Every case in its own subprocess (own peak RSS), then the matmul peaks in this one;
+    throughput and memory ratios against the first case, all from this one run."""
+    from training_case import TrainingCase
+
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cases = [TrainingCase(b, m) for b in args.backbones for m in args.modes]
-    if args.lstm:
-        cases.append(TrainingCase("lstm", "full"))
-    if not torch.cuda.is_available() or args.device == "cpu":
-        for name in args.cpu_bf16:
-            backbone, finetune = name.split("_", 1)
-            cases.append(TrainingCase(backbone, finetune, cpu_bf16=True))
-    prepare_backbones(out, sorted({c.backbone for c in cases} - {"lstm"}))
-    results = []
-    for case in cases:
-        command = [
-            sys.executable,
-            __file__,
-            "training-case",
-            case.backbone,
-            case.finetune,
-            *_forwarded(args),
-            *(["--cpu-bf16"] if case.cpu_bf16 else []),
-        ]
-        logger.info("running %s", case.name)
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.case_timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"case {case.name} failed:\n{done.stderr[-4000:]}")
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-
+    cases = [TrainingCase.parse(c) for c in args.cases]  # fail early on a bad name
+    prepare_backbones(out, sorted({c.backbone for c in cases if c.is_llm}))
+    results = [_case_in_subprocess(case.name, args) for case in cases]
     device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
     peaks = {"fp32": matmul_peak(torch.float32, device)}
     try:
         peaks["bf16"] = matmul_peak(torch.bfloat16, device)
     except RuntimeError as error:  # bf16 matmul not implemented on this device
         logger.warning("no bf16 matmul: %s", error)
-    # Each case against the peak of the precision its matmuls ran in: fp32, or bf16 under
-    # autocast (always on CUDA in nlp4neuro.training; on the CPU only in the +bf16 cases).
+    first = results[0]
     for result in results:
-        precision = "bf16" if result["bf16_autocast"] and "bf16" in peaks else "fp32"
+        precision = result["precision"] if result["precision"] in peaks else "fp32"
         result["mfu_reference"] = precision
         result["mfu"] = result["achieved_flops"] / peaks[precision]
+        result["speed_vs_first"] = result["windows_per_s"] / first["windows_per_s"]
+        result["rss_vs_first"] = result["max_rss_gib"] / first["max_rss_gib"]
     report = {
         "benchmark": "training",
         "device_info": device_info(),
         "settings": {
-            "neurons": args.neurons,
-            "frames": args.frames,
-            "window": args.window,
-            "batch": args.batch,
-            "warmup": args.warmup,
-            "steps": args.steps,
+            k: getattr(args, k) for k in ("neurons", "frames", "window", "batch", "warmup", "steps")
         },
         "matmul_peak_flops": peaks,
         "results": results,
@@ -364,13 +217,22 @@ def bench_training(args: argparse.Namespace) -> dict:
     return report
 
 
+def _case_in_subprocess(case_name: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "training-case", case_name, *_forwarded(args)]
+    logger.info("running %s", case_name)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=args.case_timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"case {case_name} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _forwarded(args: argparse.Namespace) -> list[str]:
     forwarded = []
     for key in ("neurons", "frames", "window", "batch", "warmup", "steps", "threads", "device"):
         value = getattr(args, key)
         if value is not None:
             forwarded += [f"--{key}", str(value)]
-    return [*forwarded, "--out", str(args.out)]
+    return [*forwarded, "--out", str(args.out), *(["--profile"] if args.profile else [])]
 
 
 def _print_training(report: dict) -> None:
@@ -378,21 +240,22 @@ def _print_training(report: dict) -> None:
     print(
         "matmul peak (2048^2): " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
     )
-    header = (
-        f"{'case':<20}{'trainable':>12}{'win/s':>8}{'s/epoch':>9}{'GFLOP/s':>9}{'MFU':>7}"
-        f"{'RSS GiB':>9}{'gather':>8}{'fwd':>6}{'bwd':>6}{'opt':>6}"
+    first = report["results"][0]["case"]
+    print(f"ratios are against {first}, measured in this run")
+    print(
+        f"{'case':<26}{'prec':>5}{'trainable':>11}{'win/s':>7}{'x':>6}{'GFLOP/s':>8}{'MFU':>6}"
+        f"{'RSS GiB':>8}{'x':>6}  gather/fwd/bwd/opt"
     )
-    print(header)
     for r in report["results"]:
-        phase = r["phase_fraction"]
+        phase = "/".join(f"{100 * r['phase_fraction'][k]:.0f}" for k in r["phase_fraction"])
         print(
-            f"{r['case']:<20}{r['trainable_params'] / 1e6:>10.1f} M"
-            f"{r['windows_per_s']:>8.1f}"
-            f"{r['epoch_seconds_fish9']:>9.0f}{r['achieved_flops'] / 1e9:>9.0f}"
-            f"{100 * r['mfu']:>6.0f}%{r['max_rss_gib']:>9.2f}"
-            + "".join(f"{100 * phase[k]:>5.0f}%" for k in ("gather", "forward", "backward"))
-            + f"{100 * phase['optimizer']:>5.0f}%"
+            f"{r['case']:<26}{r['precision']:>5}{r['trainable_params'] / 1e6:>9.1f} M"
+            f"{r['windows_per_s']:>7.1f}{r['speed_vs_first']:>6.2f}"
+            f"{r['achieved_flops'] / 1e9:>8.0f}{100 * r['mfu']:>5.0f}%"
+            f"{r['max_rss_gib']:>8.2f}{r['rss_vs_first']:>6.2f}  {phase} %"
         )
+        for op in r.get("top_ops") or []:
+            print(f"    {op['op']:<48}{100 * op['self_fraction']:5.1f} %  x{op['calls']}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -541,8 +404,9 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     _common(parser, PAPER_NEURONS, PAPER_FRAMES)
     parser.add_argument("--window", type=int, default=20, help="window length in frames")
     parser.add_argument("--batch", type=int, default=32, help="windows per step")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--steps", type=int, default=3, help="timed optimiser steps")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--steps", type=int, default=6, help="timed optimiser steps")
+    parser.add_argument("--profile", action="store_true", help="top operators of one more step")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
@@ -556,22 +420,17 @@ def main(argv: list[str] | None = None) -> None:
 
     training = sub.add_parser("training", help="training throughput, peak memory and MFU")
     _training_options(training)
-    training.add_argument("--backbones", nargs="+", default=["smollm2", "gpt2"])
-    training.add_argument("--modes", nargs="+", default=["lora", "head", "full"])
-    training.add_argument("--no-lstm", dest="lstm", action="store_false", help="skip the LSTM")
     training.add_argument(
-        "--cpu-bf16",
-        nargs="*",
-        default=["gpt2_full", "smollm2_lora"],
+        "--cases",
+        nargs="+",
+        default=list(DEFAULT_CASES),
         metavar="CASE",
-        help="CPU only: also run these cases with bf16 autocast",
+        help="backbone:finetune[:precision][:lean][:reference] (benchmarks/training_case.py)",
     )
-    training.add_argument("--case-timeout", type=float, default=600, help="seconds per case")
+    training.add_argument("--case-timeout", type=float, default=900, help="seconds per case")
 
     case = sub.add_parser("training-case", help="internal: one training case, JSON on stdout")
-    case.add_argument("backbone")
-    case.add_argument("finetune")
-    case.add_argument("--cpu-bf16", action="store_true")
+    case.add_argument("case")
     _training_options(case)
 
     prep = sub.add_parser("preprocessing", help="dF/F throughput")
@@ -587,9 +446,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     if args.command == "training-case":
-        case = TrainingCase(args.backbone, args.finetune, cpu_bf16=args.cpu_bf16)
-        result = run_training_case(case, args)
-        print(json.dumps(result))
+        print(json.dumps(run_training_case(args.case, args)))
     elif args.command == "training":
         bench_training(args)
     elif args.command == "preprocessing":

@@ -23,8 +23,10 @@ pytestmark = [
 ]
 
 
-def cuda(bf16: bool) -> ComputeParams:
-    return ComputeParams.from_config(section("compute", device="cuda", bf16=bf16), threads=1)
+def cuda(precision: str) -> ComputeParams:
+    return ComputeParams.from_config(
+        section("compute", device="cuda", precision=precision), threads=1
+    )
 
 
 def test_auto_selects_the_visible_gpu_and_reports_it():
@@ -38,14 +40,14 @@ def test_cuda_training_matches_the_cpu_run(tmp_path):
     """fp32 on CUDA (TF32 off for the comparison would be exact; with TF32 close)."""
     dataset = make_dataset()
     run(tmp_path, "cpu", dataset=dataset, factory=TinyDecoder, compute=CPU)
-    run(tmp_path, "gpu", dataset=dataset, factory=TinyDecoder, compute=cuda(bf16=False))
+    run(tmp_path, "gpu", dataset=dataset, factory=TinyDecoder, compute=cuda("fp32"))
     ours = xr.load_dataset(tmp_path / "gpu/out/predictions.nc")["predicted"].values
     cpu = xr.load_dataset(tmp_path / "cpu/out/predictions.nc")["predicted"].values
     np.testing.assert_allclose(ours, cpu, atol=5e-3)
 
 
 def test_bf16_training_on_cuda_runs_and_stays_finite(tmp_path):
-    run(tmp_path, "bf16", factory=TinyDecoder, compute=cuda(bf16=True))
+    run(tmp_path, "bf16", factory=TinyDecoder, compute=cuda("bf16"))
     predicted = xr.load_dataset(tmp_path / "bf16/out/predictions.nc")["predicted"].values
     assert np.isfinite(predicted).all()
 

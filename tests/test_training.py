@@ -659,3 +659,79 @@ def test_training_on_a_device_recording_runs_the_cpu_code_and_gives_the_same_num
         pred_plain = xr.load_dataset(tmp_path / f"plain_{name}" / "out" / "predictions.nc")
         pred_device = xr.load_dataset(tmp_path / f"device_{name}" / "out" / "predictions.nc")
         xr.testing.assert_identical(pred_plain.drop_attrs(), pred_device.drop_attrs())
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision
+
+
+class FrozenMiddleDecoder(nn.Module):
+    """A trainable input layer, a frozen "backbone" (matrix, bias and norm) and a trainable
+    readout: the shape of a LoRA or head-only LLM decoder, small."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(N, 16)
+        self.backbone = nn.Linear(16, 16)
+        self.norm = nn.LayerNorm(16)
+        self.backbone.requires_grad_(False)
+        self.norm.requires_grad_(False)
+        self.out = nn.Linear(16, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.norm(torch.relu(self.backbone(self.inp(x)))))
+
+
+LORA_SPEC = {"name": "tiny_frozen", "kind": "llm", "finetune": "lora"}
+
+
+def compute(precision: str) -> ComputeParams:
+    values = section("compute", device="cpu", precision=precision)
+    return ComputeParams.from_config(values, threads=torch.get_num_threads())
+
+
+def test_bf16_stores_frozen_matrices_in_bf16_and_reruns_bit_identically(tmp_path):
+    built: list[nn.Module] = []
+
+    def factory() -> nn.Module:
+        built.append(FrozenMiddleDecoder())
+        return built[-1]
+
+    first = run(tmp_path, "bf16_a", factory=factory, compute=compute("bf16"), spec_dict=LORA_SPEC)
+    again = run(tmp_path, "bf16_b", factory=factory, compute=compute("bf16"), spec_dict=LORA_SPEC)
+    fp32 = run(tmp_path, "fp32", factory=factory, compute=compute("fp32"), spec_dict=LORA_SPEC)
+    lean, plain = built[0], built[2]
+    assert lean.backbone.weight.dtype == torch.bfloat16  # frozen matrix: stored once in bf16
+    assert lean.backbone.bias.dtype == lean.norm.weight.dtype == torch.float32  # vectors stay
+    assert all(p.dtype == torch.float32 for p in lean.parameters() if p.requires_grad)
+    assert all(p.dtype == torch.float32 for p in plain.parameters())
+    assert (first["precision"], fp32["precision"]) == ("bf16", "fp32")
+    _, pred_a, weights_a = outputs(tmp_path, "bf16_a")
+    _, pred_b, weights_b = outputs(tmp_path, "bf16_b")
+    _, pred_fp32, _ = outputs(tmp_path, "fp32")
+    xr.testing.assert_identical(pred_a.drop_attrs(), pred_b.drop_attrs())
+    assert same_weights(weights_a, weights_b)
+    assert first["test_rmse"] == again["test_rmse"]
+    # bf16 really computed in bf16: close to fp32, not equal to it
+    difference = np.abs(pred_a["predicted"].values - pred_fp32["predicted"].values)
+    assert 0 < difference.max() < 0.1
+    run_info = json.loads((tmp_path / "bf16_a" / "out" / "run.json").read_text())
+    assert run_info["summary"]["precision"] == "bf16"
+    assert run_info["compute"]["precision"] == "bf16"
+
+
+def test_auto_precision_follows_the_hardware_and_the_finetune_mode(tmp_path, monkeypatch):
+    monkeypatch.setattr("nlp4neuro.device.native_bf16", lambda device: True)
+    auto = compute("auto")
+    lora = run(tmp_path, "lora", factory=FrozenMiddleDecoder, compute=auto, spec_dict=LORA_SPEC)
+    assert lora["precision"] == "bf16"
+    full_spec = {**LORA_SPEC, "finetune": "full"}
+    full = run(tmp_path, "full", factory=FrozenMiddleDecoder, compute=auto, spec_dict=full_spec)
+    assert full["precision"] == "fp32"
+    baseline = run(tmp_path, "baseline", factory=TinyDecoder, compute=auto)
+    assert baseline["precision"] == "fp32"
+    monkeypatch.setattr("nlp4neuro.device.native_bf16", lambda device: False)
+    emulated = run(
+        tmp_path, "emulated", factory=FrozenMiddleDecoder, compute=auto, spec_dict=LORA_SPEC
+    )
+    assert emulated["precision"] == "fp32"

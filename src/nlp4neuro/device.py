@@ -2,13 +2,14 @@
 
 Every device runs the same code: tensors live on the chosen device, and every tensor that
 becomes a numpy array goes through `to_numpy` (detach, then copy to the CPU). What differs
-between devices is limited to switches: the autocast dtype (`use_bf16`, `autocast`) and TF32
-matmuls on CUDA (`configure`).
+between devices is limited to switches: the compute precision (`resolve_precision`, `autocast`)
+and TF32 matmuls on CUDA (`configure`).
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import resource
 import sys
 from collections.abc import Mapping
@@ -28,14 +29,12 @@ class ComputeParams:
 
     Attributes:
         device: "auto", "cpu" or "cuda" (see `select_device`).
-        bf16: bfloat16 autocast on CUDA.
-        bf16_cpu: with `bf16`, autocast on the CPU too (not bit-identical to fp32).
+        precision: "auto", "fp32" or "bf16" (see `resolve_precision`).
         threads: torch intra-op threads of this job (Snakemake's `threads`).
     """
 
     device: str
-    bf16: bool
-    bf16_cpu: bool
+    precision: str
     threads: int
 
     @classmethod
@@ -84,18 +83,55 @@ def configure(compute: ComputeParams, device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def use_bf16(compute: ComputeParams, device: torch.device) -> bool:
-    """bf16 autocast on CUDA when `compute.bf16`; on the CPU only with `compute.bf16_cpu` too.
+def native_bf16(device: torch.device, cpu_flags: str | None = None) -> bool:
+    """Whether `device` runs bf16 matmuls in hardware rather than emulating them.
 
-    On CPUs with bf16 matrix units it roughly halves step time (docs/benchmarks.md) but changes
-    the numerics, so the CPU path stays fp32 (and bit-reproducible) unless asked.
+    CUDA: compute capability 8.0 or newer (Ampere on). CPU: the AVX512-BF16 or AMX-BF16
+    instructions (x86) or the BF16 extension (Arm), as the kernel reports them in /proc/cpuinfo.
+    Where bf16 is emulated (AVX-512 without BF16: 5x slower than fp32 on the machine of
+    docs/benchmarks.md), this is False. `cpu_flags` replaces /proc/cpuinfo (for tests).
     """
-    return compute.bf16 and (device.type == "cuda" or compute.bf16_cpu)
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if cpu_flags is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+                cpu_flags = cpuinfo.read()
+        except OSError:  # not Linux: no claim of native bf16
+            cpu_flags = ""
+    words = set(cpu_flags.replace(":", " ").split())
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return "bf16" in words
+    return bool(words & {"avx512_bf16", "amx_bf16"})
 
 
-def autocast(device: torch.device, bf16: bool) -> torch.autocast:
-    """bfloat16 autocast on `device` when `bf16` (decide with `use_bf16`), else a no-op."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
+def resolve_precision(requested: str, device: torch.device, finetune: str | None) -> str:
+    """The precision a torch decoder computes in: "fp32" or "bf16".
+
+    Args:
+        requested: config key `compute.precision`. "fp32" and "bf16" are taken as asked; "auto"
+            is bf16 for a frozen backbone (`finetune` "lora" or "head") on a device with native
+            bf16 (`native_bf16`), fp32 for everything else: full fine-tuning keeps fp32 compute
+            unless asked, and the small baselines gain little.
+        device: the job's device.
+        finetune: the LLM fine-tuning mode, None for decoders without a backbone.
+
+    In bf16 the matmuls run under bf16 autocast and a frozen backbone's weight matrices are
+    stored in bf16 (`models.lean.store_frozen`); trainable weights keep fp32 masters.
+    """
+    if requested in ("fp32", "bf16"):
+        return requested
+    if requested != "auto":
+        raise ConfigError("compute.precision", "one of auto, fp32, bf16", requested)
+    frozen_backbone = finetune in ("lora", "head")
+    return "bf16" if frozen_backbone and native_bf16(device) else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """bfloat16 autocast on `device` when `precision` is "bf16", else a no-op."""
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"
+    )
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:

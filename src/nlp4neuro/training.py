@@ -45,10 +45,10 @@ from nlp4neuro.device import (
     autocast,
     configure,
     device_report,
+    resolve_precision,
     select_device,
     to_device,
     to_numpy,
-    use_bf16,
 )
 from nlp4neuro.errors import ConfigError, InputFileError
 from nlp4neuro.models import (
@@ -58,6 +58,7 @@ from nlp4neuro.models import (
     load_decoder,
     save_decoder,
 )
+from nlp4neuro.models.lean import store_frozen
 from nlp4neuro.problem import (
     PROBLEM_NAME,
     DecodingParams,
@@ -90,6 +91,7 @@ class TrainingParams:
     Attributes:
         epochs, batch_size: passes over the training windows; windows per optimiser step.
         learning_rate, weight_decay: AdamW peak learning rate and decoupled weight decay.
+        adam_epsilon: AdamW's epsilon.
         schedule, warmup_fraction: learning-rate curve over all steps after a linear warm-up
             over this fraction of them.
         grad_clip_norm: max global L2 norm of the gradients; None = no clipping.
@@ -103,6 +105,7 @@ class TrainingParams:
     batch_size: int
     learning_rate: float
     weight_decay: float
+    adam_epsilon: float
     schedule: str
     warmup_fraction: float
     grad_clip_norm: float | None
@@ -203,7 +206,7 @@ def predict_windows(
     starts: np.ndarray | torch.Tensor,
     window: int,
     batch_size: int,
-    bf16: bool = False,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Decoder outputs for every window, without gradients, on the device `x` lives on.
 
@@ -214,7 +217,7 @@ def predict_windows(
         starts: (n_windows,) first frame of each window.
         window: window length in frames.
         batch_size: windows per forward pass.
-        bf16: autocast to bfloat16 (decide with `nlp4neuro.device.use_bf16`).
+        precision: "bf16" autocasts to bfloat16 (`nlp4neuro.device.resolve_precision`).
 
     Returns:
         (n_windows, window, K) float32 predictions (radians for tail decoders).
@@ -226,7 +229,7 @@ def predict_windows(
     if is_torch:
         model.eval()
     try:
-        with torch.no_grad(), autocast(x.device, bf16 and is_torch):
+        with torch.no_grad(), autocast(x.device, precision if is_torch else "fp32"):
             for _, xb, _ in sampler.iter_batches(starts, batch_size):
                 if is_torch:
                     outputs.append(to_numpy(model(xb).float()))
@@ -369,10 +372,7 @@ class _Job:
     progress_every: int
     stop_after_epoch: int | None
     device: torch.device
-
-    @property
-    def bf16(self) -> bool:
-        return use_bf16(self.compute, self.device)
+    precision: str
 
     def identity(self, problem: DecodingProblem) -> dict[str, Any]:
         """Everything that decides the run's numbers; a checkpoint of another run is ignored."""
@@ -381,6 +381,7 @@ class _Job:
                 "spec": self.spec_dict,
                 "training": self.params.to_dict(),
                 "compute": self.compute.to_dict(),
+                "precision": self.precision,
                 "seed": self.seed,
                 "window_frames": problem.window_frames,
                 "decoding": problem.params.to_dict(),
@@ -394,7 +395,7 @@ class _Job:
 
 
 @dataclass
-class _Optimisation:
+class Optimisation:
     """What one torch run steps: the trainable parameters, AdamW and its per-step schedule."""
 
     trainable: list[nn.Parameter]
@@ -410,7 +411,7 @@ class _Optimisation:
         self.scheduler.load_state_dict(state["scheduler"])
 
 
-def _optimisation(model: nn.Module, params: TrainingParams, n_train: int) -> _Optimisation:
+def make_optimisation(model: nn.Module, params: TrainingParams, n_train: int) -> Optimisation:
     """AdamW over the trainable parameters and a per-step schedule from transformers (the same
     curves Hugging Face's Trainer uses)."""
     from transformers import get_scheduler
@@ -418,8 +419,13 @@ def _optimisation(model: nn.Module, params: TrainingParams, n_train: int) -> _Op
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ConfigError("model", "a decoder with trainable parameters", "none")
+    # One fused kernel per step instead of a loop of elementwise passes (and their temporaries).
     optimizer = torch.optim.AdamW(
-        trainable, lr=params.learning_rate, weight_decay=params.weight_decay
+        trainable,
+        lr=params.learning_rate,
+        weight_decay=params.weight_decay,
+        eps=params.adam_epsilon,
+        fused=True,
     )
     steps_per_epoch = math.ceil(n_train / params.batch_size)
     total_steps = params.epochs * steps_per_epoch
@@ -433,12 +439,36 @@ def _optimisation(model: nn.Module, params: TrainingParams, n_train: int) -> _Op
         scheduler = get_scheduler(
             name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps
         )
-    return _Optimisation(trainable, optimizer, scheduler, steps_per_epoch)
+    return Optimisation(trainable, optimizer, scheduler, steps_per_epoch)
+
+
+def forward_loss(
+    model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, precision: str
+) -> torch.Tensor:
+    """The training loss of one batch: the decoder under the precision's autocast, MSE in fp32
+    over every frame of every window."""
+    with autocast(xb.device, precision):
+        pred = model(xb)
+    return nn.functional.mse_loss(pred.float(), yb)
+
+
+def backward(loss: torch.Tensor, opt: Optimisation) -> None:
+    """Clear the old gradients (set to None: no zeroing pass) and backpropagate `loss`."""
+    opt.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+
+
+def update(opt: Optimisation, grad_clip_norm: float | None) -> None:
+    """Clip the global gradient norm (None: no clipping), step AdamW and the schedule."""
+    if grad_clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(opt.trainable, grad_clip_norm)
+    opt.optimizer.step()
+    opt.scheduler.step()
 
 
 def _start_or_resume(
     model: nn.Module,
-    opt: _Optimisation,
+    opt: Optimisation,
     shuffle_gen: torch.Generator,
     path: Path,
     identity: dict[str, Any],
@@ -472,7 +502,7 @@ def _train_epoch(
     model: nn.Module,
     sampler: WindowSampler,
     order: torch.Tensor,
-    opt: _Optimisation,
+    opt: Optimisation,
     job: _Job,
     epoch: int,
 ) -> tuple[float, float]:
@@ -483,15 +513,9 @@ def _train_epoch(
     batches = sampler.iter_batches(order, job.params.batch_size)
     for done, (batch_starts, xb, yb) in enumerate(batches, start=1):
         lr = opt.optimizer.param_groups[0]["lr"]
-        with autocast(job.device, job.bf16):
-            pred = model(xb)
-        loss = nn.functional.mse_loss(pred.float(), yb)
-        opt.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if job.params.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(opt.trainable, job.params.grad_clip_norm)
-        opt.optimizer.step()
-        opt.scheduler.step()
+        loss = forward_loss(model, xb, yb, job.precision)
+        backward(loss, opt)
+        update(opt, job.params.grad_clip_norm)
         loss_sum += loss.item() * batch_starts.numel()
         step = (epoch - 1) * opt.steps_per_epoch + done
         if job.progress_every > 0 and step % job.progress_every == 0:
@@ -511,7 +535,7 @@ def _run_epoch(
     model: nn.Module,
     sampler: WindowSampler,
     problem: DecodingProblem,
-    opt: _Optimisation,
+    opt: Optimisation,
     job: _Job,
     state: dict[str, Any],
     shuffle_gen: torch.Generator,
@@ -532,7 +556,7 @@ def _run_epoch(
         problem.starts["val"],
         problem.window_frames,
         job.params.batch_size,
-        job.bf16,
+        job.precision,
     )
     val_loss = metrics.mse(val_pred, val_true)
     improved = val_loss < state["best_val_loss"] - job.params.min_delta
@@ -605,7 +629,7 @@ def _fit_torch(
     # Quantised backbones must be built on their device and cannot be moved; move only if needed.
     if any(p.device.type != job.device.type for p in model.parameters()):
         model.to(job.device)
-    opt = _optimisation(model, job.params, len(problem.starts["train"]))
+    opt = make_optimisation(model, job.params, len(problem.starts["train"]))
     checkpoint_path = job.checkpoint_dir / CHECKPOINT_NAME
     identity = job.identity(problem)
     state = _start_or_resume(model, opt, shuffle_gen, checkpoint_path, identity)
@@ -717,7 +741,7 @@ def _held_out_predictions(
             problem.starts[name],
             problem.window_frames,
             job.params.batch_size,
-            job.bf16,
+            job.precision,
         )
         covered, averaged = average_window_predictions(
             problem.starts[name], problem.window_frames, window_preds, problem.n_frames
@@ -786,8 +810,9 @@ def train_and_predict(
             decoders map (batch, window, N) -> (batch, window, K); classic decoders have
             `fit(x_train, y_train, x_val, y_val)` and `predict(x (frames, N)) -> (frames, K)`.
         spec_dict: the model specification (`name` and `kind` become predictions.nc attrs).
-        params, compute, seed: optimisation; device, bf16 and threads; initialisation,
-            shuffling and dropout.
+        params, compute, seed: optimisation; device, precision and threads; initialisation,
+            shuffling and dropout. In bf16 (`nlp4neuro.device.resolve_precision`) the frozen
+            weight matrices of the built decoder are stored in bf16 (`store_frozen`).
         out_dir: receives predictions.nc, training_curve.csv, model/, problem.json, run.json.
         checkpoint_dir: receives checkpoint.pt after every epoch; a matching one is resumed.
         save_fn: saves the final decoder into a folder.
@@ -800,6 +825,7 @@ def train_and_predict(
     """
     started = time.perf_counter()
     device = select_device(compute.device)
+    finetune = spec_dict.get("finetune") if spec_dict.get("kind") == "llm" else None
     job = _Job(
         spec_dict,
         params,
@@ -811,6 +837,7 @@ def train_and_predict(
         progress_every,
         stop_after_epoch,
         device,
+        resolve_precision(compute.precision, device, finetune),
     )
     configure(compute, device)
     x, y = problem.recording(dataset)
@@ -818,6 +845,9 @@ def train_and_predict(
     _log_problem(problem, dataset)
     shuffle_gen = set_seeds(seed)
     model = model_factory(device)
+    if isinstance(model, nn.Module) and job.precision == "bf16":
+        converted = store_frozen(model, torch.bfloat16)
+        logger.info("bf16 compute; %d frozen weights stored in bf16", converted)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(model, nn.Module):
         fit = _fit_torch(model, sampler, problem, job, shuffle_gen)
@@ -858,7 +888,7 @@ def _write_outputs(
     """predictions.nc, model/, problem.json and run.json of a fitted decoder; its summary."""
     fish = dataset.attrs["fish"]
     attrs = _prediction_attrs(job, problem, fish)
-    bf16 = job.bf16 and isinstance(model, nn.Module)
+    precision = job.precision if isinstance(model, nn.Module) else "fp32"
     predictions = _held_out_predictions(
         model, sampler, problem, problem.lagged(dataset), job, attrs
     )
@@ -869,7 +899,7 @@ def _write_outputs(
     problem.save(job.out_dir / PROBLEM_NAME)
     split = predictions["split"].values
     pred, true = predictions["predicted"].values, predictions["true"].values
-    summary = {**fit, "device": str(job.device), "bf16": bf16}
+    summary = {**fit, "device": str(job.device), "precision": precision}
     for name in ("val", "test"):
         summary[f"{name}_rmse"] = metrics.rmse_pooled(true[split == name], pred[split == name])
     report = device_report(job.device)

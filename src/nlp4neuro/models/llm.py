@@ -23,6 +23,7 @@ from nlp4neuro.models.backbones import (
     backbone_hidden_size,
     mean_embedding_norm,
 )
+from nlp4neuro.models.lean import fuse_activations, release_token_embeddings, set_dropout
 from nlp4neuro.models.lora import lora_record, lora_targets
 from nlp4neuro.models.rungs import frame_orders, in_frame_order
 from nlp4neuro.models.spec import ModelSpec
@@ -57,6 +58,9 @@ class LLMDecoder(nn.Module):
             returned when it was drawn (seed, sha256, ...); None for pretrained weights.
         lora: in LoRA mode, what was adapted (`lora.lora_record`: placement, projections per
             kind, counts); None otherwise.
+        token_dtype: dtype of the tokens fed to the backbone: that of its token embeddings when
+            built (bf16 for a quantised backbone or its twin, else fp32). Storing frozen weights
+            in bf16 later (`lean.store_frozen`) leaves it, so the residual stream stays fp32.
     """
 
     random_backbone: dict[str, Any] | None = None
@@ -80,6 +84,7 @@ class LLMDecoder(nn.Module):
         self.n_outputs = n_outputs
         self.d_model = backbone_hidden_size(backbone.config)
         self.backbone = backbone
+        self.token_dtype = backbone.get_input_embeddings().weight.dtype
         self.input_proj = nn.Linear(n_neurons, self.d_model)
         self.output_head = nn.Linear(self.d_model, n_outputs)
         embedding_norm = mean_embedding_norm(backbone)
@@ -126,8 +131,7 @@ class LLMDecoder(nn.Module):
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's predictions for windows in the order given: (batch, window, N) ->
         (batch, window, K)."""
-        embed_dtype = self.backbone.get_input_embeddings().weight.dtype
-        tokens = self.tokens(x).to(embed_dtype)
+        tokens = self.tokens(x).to(self.token_dtype)
         mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
         hidden = self.backbone(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
         return self.output_head(hidden.to(self.output_head.weight.dtype))
@@ -282,6 +286,9 @@ def build_llm_decoder(
     """
     backbone, record = load_backbone(spec, backbone_dir, seed=seed, device=device)
     family = backbone_family(backbone.config, name=str(backbone_dir))
+    fuse_activations(backbone)
+    if spec.backbone_dropout is not None:
+        set_dropout(backbone, spec.backbone_dropout)
     backbone = _apply_finetune_mode(spec, backbone, adapter_dir)
     model = LLMDecoder(
         backbone,
@@ -293,6 +300,8 @@ def build_llm_decoder(
     )
     model.random_backbone = record
     model.lora = lora_record(spec, backbone) if spec.finetune == "lora" else None
+    if spec.finetune != "full" and not spec.loads_quantized:
+        release_token_embeddings(backbone)
     # Only the freshly made heads and buffers need moving; a quantized backbone is already placed.
     model.input_proj.to(device)
     model.output_head.to(device)

@@ -39,6 +39,8 @@ class ModelSpec:
         finetune: "lora" (low-rank adapters on the backbone), "head" (backbone frozen, only the
             input/output linears train) or "full" (every weight trains).
         lora_r, lora_alpha, lora_dropout: LoRA rank, scaling numerator and adapter dropout.
+        backbone_dropout: every dropout inside an llm backbone set to this probability; None
+            keeps the pretrained config's (`nlp4neuro.models.lean.set_dropout`).
         lora_placement: where adapters sit when `lora_target_modules` is None, the same kinds of
             projection in every family (`nlp4neuro.models.lora`): "attention" (query, key,
             value and output projections of every attention block) or "attention_mlp" (those
@@ -75,6 +77,7 @@ class ModelSpec:
     lora_r: int
     lora_alpha: float
     lora_dropout: float
+    backbone_dropout: float | None
     lora_placement: str
     lora_target_modules: tuple[str, ...] | None
     quantization: str
