@@ -218,12 +218,35 @@ def bench_training(args: argparse.Namespace) -> dict:
 
 
 def _case_in_subprocess(case_name: str, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "training-case", case_name, *_forwarded(args)]
-    logger.info("running %s", case_name)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=args.case_timeout)
+    return run_subcommand(["training-case", case_name, *_forwarded(args)], args.case_timeout)
+
+
+def run_subcommand(command: list[str], timeout: float) -> dict:
+    """This script's `command` in a fresh process (its own peak RSS); the JSON it prints last."""
+    logger.info("running %s", " ".join(command[:2]))
+    done = subprocess.run(
+        [sys.executable, __file__, *command], capture_output=True, text=True, timeout=timeout
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"case {case_name} failed:\n{done.stderr[-4000:]}")
+        raise RuntimeError(f"{command[:2]} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_entry_case(args: argparse.Namespace) -> dict:
+    """One config entry's training step (or a ridge fit), for `grid`."""
+    import grid
+    from training_case import run_entry
+
+    entry, training = json.loads(args.entry), json.loads(args.training)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if entry["kind"] == "ridge":
+        return {
+            **grid.time_ridge(entry, args.frames, args.neurons),
+            "threads": torch.get_num_threads(),
+        }
+    backbone_dir = Path(entry["source"]) if entry["kind"] == "llm" else None
+    return run_entry(entry, training, args.precision, args, backbone_dir)
 
 
 def _forwarded(args: argparse.Namespace) -> list[str]:
@@ -433,6 +456,33 @@ def main(argv: list[str] | None = None) -> None:
     case.add_argument("case")
     _training_options(case)
 
+    entry = sub.add_parser("entry-case", help="internal: one config entry's step, JSON on stdout")
+    entry.add_argument("entry", help="models.<name> entry as JSON")
+    entry.add_argument("training", help="training section values as JSON")
+    entry.add_argument("precision", choices=("auto", "fp32", "bf16"))
+    _training_options(entry)
+
+    grid = sub.add_parser("grid", help="CPU/GPU-hours, memory and disk of a config's grid")
+    grid.add_argument("--configfile", type=Path, default=ROOT / "config" / "paper.yaml")
+    grid.add_argument("--models", nargs="+", help="only these models (default: all)")
+    grid.add_argument("--warmup", type=int, default=1, help="untimed steps per model")
+    grid.add_argument("--steps", type=int, default=3, help="timed steps per model")
+    grid.add_argument("--threads", type=int, default=None, help="torch threads")
+    grid.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    grid.add_argument("--case-timeout", type=float, default=900, help="seconds per model")
+    grid.add_argument("--out", type=Path, default=OUT)
+
+    prec = sub.add_parser("precision", help="test RMSE of fp32 and bf16 runs of the workflow")
+    prec.add_argument(
+        "--configfile", type=Path, default=ROOT / "config" / "synthetic-paper-scale.yaml"
+    )
+    prec.add_argument("--n-fish", type=int, default=1, help="the config's first fish only")
+    prec.add_argument("--models", nargs="+", default=["minilm"])
+    prec.add_argument("--seeds", type=int, default=3, help="training seeds 0..n-1")
+    prec.add_argument("--window", type=int, default=10)
+    prec.add_argument("--cores", type=int, default=os.cpu_count())
+    prec.add_argument("--out", type=Path, default=OUT)
+
     prep = sub.add_parser("preprocessing", help="dF/F throughput")
     _common(prep, 14_015, 2_798)  # fish 11, the largest recording
     prep.add_argument("--repeats", type=int, default=3)
@@ -447,6 +497,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "training-case":
         print(json.dumps(run_training_case(args.case, args)))
+    elif args.command == "entry-case":
+        print(json.dumps(run_entry_case(args)))
+    elif args.command == "grid":
+        import grid as grid_module
+
+        grid_module.bench_grid(args)
+    elif args.command == "precision":
+        import precision
+
+        precision.bench_precision(args)
     elif args.command == "training":
         bench_training(args)
     elif args.command == "preprocessing":

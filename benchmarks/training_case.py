@@ -19,7 +19,6 @@ frozen weight matrices are stored in bf16 first (`store_frozen`), as `train_and_
 from __future__ import annotations
 
 import argparse
-import re
 import resource
 import statistics
 import time
@@ -108,7 +107,7 @@ def _data(args: argparse.Namespace, device: torch.device):
     return sampler, order
 
 
-def _build(case: TrainingCase, args: argparse.Namespace, device: torch.device, backbone_dir):
+def _build(entry: dict, training: dict, precision: str, args, device, backbone_dir):
     """The decoder, its resolved precision and its optimisation, as the training loop makes them."""
     from nlp4neuro.config import section
     from nlp4neuro.device import resolve_precision
@@ -116,10 +115,9 @@ def _build(case: TrainingCase, args: argparse.Namespace, device: torch.device, b
     from nlp4neuro.models.lean import store_frozen
     from nlp4neuro.training import TrainingParams, make_optimisation
 
-    entry, training = case_settings(case)
-    name = re.sub(r"\W+", "_", case.name).strip("_")
-    spec = ModelSpec.from_config(name, entry)
-    precision = resolve_precision(case.precision, device, spec.finetune if case.is_llm else None)
+    spec = ModelSpec.from_workflow("benchmark", entry)
+    finetune = spec.finetune if spec.kind == "llm" else None
+    precision = resolve_precision(precision, device, finetune)
     model = build_decoder(
         spec, args.neurons, N_OUTPUTS, backbone_dir=backbone_dir, seed=0, device=str(device)
     )
@@ -195,7 +193,22 @@ def flops_per_token(model: nn.Module) -> float:
 
 
 def run_case(case: TrainingCase, args: argparse.Namespace, backbone_dir: Path | None) -> dict:
-    """Time `args.steps` optimiser steps after `args.warmup`; peak memory of this process."""
+    """`run_entry` for a named case."""
+    entry, training = case_settings(case)
+    return {"case": case.name, **run_entry(entry, training, case.precision, args, backbone_dir)}
+
+
+def run_entry(
+    entry: dict, training: dict, precision: str, args: argparse.Namespace, backbone_dir
+) -> dict:
+    """Time `args.steps` optimiser steps after `args.warmup` of the model a config entry
+    describes; peak memory of this process.
+
+    Args:
+        entry: a `models.<name>` config entry (an llm's `source` is replaced by `backbone_dir`).
+        training: `training` section values (the schema fills the rest).
+        precision: `compute.precision`, resolved here for this device.
+    """
     from nlp4neuro.device import select_device
     from nlp4neuro.models import trainable_parameter_count
 
@@ -205,15 +218,17 @@ def run_case(case: TrainingCase, args: argparse.Namespace, backbone_dir: Path | 
     sampler, order = _data(args, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    model, precision, opt, params = _build(case, args, device, backbone_dir)
+    model, precision, opt, params = _build(entry, training, precision, args, device, backbone_dir)
     steps = _timed_steps(model, sampler, order, opt, params, precision, args, device)
     totals = [sum(s) for s in steps]
     mean_step = statistics.fmean(totals)
     trainable, total_params = trainable_parameter_count(model)
     flops_step = flops_per_token(model) * args.batch * args.window
     phases = np.sum(steps, axis=0) / sum(totals)
+    top_ops = None
+    if args.profile:
+        top_ops = _profile_step(model, sampler, order, opt, params, precision, args)
     return {
-        "case": case.name,
         "precision": precision,
         "device": str(device),
         "threads": torch.get_num_threads(),
@@ -232,9 +247,5 @@ def run_case(case: TrainingCase, args: argparse.Namespace, backbone_dir: Path | 
         "cuda_max_allocated_gib": (
             torch.cuda.max_memory_allocated(device) / 1024**3 if device.type == "cuda" else None
         ),
-        "top_ops": (
-            _profile_step(model, sampler, order, opt, params, precision, args)
-            if args.profile
-            else None
-        ),
+        "top_ops": top_ops,
     }

@@ -461,7 +461,8 @@ def backward(loss: torch.Tensor, opt: Optimisation) -> None:
 def update(opt: Optimisation, grad_clip_norm: float | None) -> None:
     """Clip the global gradient norm (None: no clipping), step AdamW and the schedule."""
     if grad_clip_norm is not None:
-        torch.nn.utils.clip_grad_norm_(opt.trainable, grad_clip_norm)
+        # foreach: one norm kernel over all gradients (per-tensor norms were 2 % of a step)
+        torch.nn.utils.clip_grad_norm_(opt.trainable, grad_clip_norm, foreach=True)
     opt.optimizer.step()
     opt.scheduler.step()
 
@@ -810,9 +811,8 @@ def train_and_predict(
             decoders map (batch, window, N) -> (batch, window, K); classic decoders have
             `fit(x_train, y_train, x_val, y_val)` and `predict(x (frames, N)) -> (frames, K)`.
         spec_dict: the model specification (`name` and `kind` become predictions.nc attrs).
-        params, compute, seed: optimisation; device, precision and threads; initialisation,
-            shuffling and dropout. In bf16 (`nlp4neuro.device.resolve_precision`) the frozen
-            weight matrices of the built decoder are stored in bf16 (`store_frozen`).
+        params, compute, seed: optimisation; device, precision (`_built_model`) and threads;
+            initialisation, shuffling and dropout.
         out_dir: receives predictions.nc, training_curve.csv, model/, problem.json, run.json.
         checkpoint_dir: receives checkpoint.pt after every epoch; a matching one is resumed.
         save_fn: saves the final decoder into a folder.
@@ -825,7 +825,6 @@ def train_and_predict(
     """
     started = time.perf_counter()
     device = select_device(compute.device)
-    finetune = spec_dict.get("finetune") if spec_dict.get("kind") == "llm" else None
     job = _Job(
         spec_dict,
         params,
@@ -837,17 +836,14 @@ def train_and_predict(
         progress_every,
         stop_after_epoch,
         device,
-        resolve_precision(compute.precision, device, finetune),
+        resolve_precision(compute.precision, device, _finetune(spec_dict)),
     )
     configure(compute, device)
     x, y = problem.recording(dataset)
     sampler = WindowSampler(to_device(x, device), to_device(y, device), problem.window_frames)
     _log_problem(problem, dataset)
     shuffle_gen = set_seeds(seed)
-    model = model_factory(device)
-    if isinstance(model, nn.Module) and job.precision == "bf16":
-        converted = store_frozen(model, torch.bfloat16)
-        logger.info("bf16 compute; %d frozen weights stored in bf16", converted)
+    model = _built_model(model_factory, job)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(model, nn.Module):
         fit = _fit_torch(model, sampler, problem, job, shuffle_gen)
@@ -860,6 +856,21 @@ def train_and_predict(
         *(summary[k] for k in ("seconds", "val_rmse", "test_rmse", "used_epoch")),
     )
     return summary
+
+
+def _finetune(spec_dict: dict[str, Any]) -> str | None:
+    """An LLM decoder's fine-tuning mode; None for every other decoder."""
+    return spec_dict.get("finetune") if spec_dict.get("kind") == "llm" else None
+
+
+def _built_model(model_factory: Callable[[torch.device], Any], job: _Job) -> Any:
+    """The factory's decoder; in bf16 (`nlp4neuro.device.resolve_precision`) with its frozen
+    weight matrices stored in bf16 (`store_frozen`), trainable weights kept fp32."""
+    model = model_factory(job.device)
+    if isinstance(model, nn.Module) and job.precision == "bf16":
+        converted = store_frozen(model, torch.bfloat16)
+        logger.info("bf16 compute; %d frozen weights stored in bf16", converted)
+    return model
 
 
 def _log_problem(problem: DecodingProblem, dataset: xr.Dataset) -> None:

@@ -1,0 +1,149 @@
+"""Tests for benchmarks/: case names, the grid's arithmetic (hand-computed), and both commands run
+end to end on tiny shapes (figures are printed, never asserted: speed lives in the benchmark)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import grid  # noqa: E402
+from training_case import TrainingCase, case_settings  # noqa: E402
+
+
+def test_case_names_parse_and_print_back():
+    case = TrainingCase.parse("gpt2:lora:bf16:lean")
+    assert (case.backbone, case.finetune, case.precision, case.lean) == (
+        "gpt2",
+        "lora",
+        "bf16",
+        True,
+    )
+    assert case.name == "gpt2:lora:bf16:lean"
+    assert TrainingCase.parse("gpt2:full:fp32:reference").reference
+    lstm = TrainingCase.parse("lstm:reference")
+    assert (lstm.finetune, lstm.precision, lstm.is_llm) == ("full", "auto", False)
+    for bad in ("gpt3:lora", "gpt2:lora:fp16", "gpt2:lora:fast", "gpt2"):
+        with pytest.raises(ValueError, match="case"):
+            TrainingCase.parse(bad)
+
+
+def test_reference_and_lean_settings():
+    entry, training = case_settings(TrainingCase.parse("gpt2:full:reference"))
+    assert entry == {"kind": "llm", "source": "gpt2", "finetune": "full"}
+    assert (training["weight_decay"], training["adam_epsilon"]) == (0.0, 1e-6)
+    entry, training = case_settings(TrainingCase.parse("lstm:reference"))
+    assert entry["kind"] == "lstm" and training["adam_epsilon"] == 1e-8
+    entry, _ = case_settings(TrainingCase.parse("gpt2:lora:lean"))
+    assert (entry["backbone_dropout"], entry["lora_dropout"]) == (0.0, 0.0)
+
+
+def test_job_seconds_by_hand():
+    # step 2 s of which forward 0.5 s; 3 epochs of ceil(25/10) = 3 steps -> 18 s; validation
+    # 3 x ceil(5/10) = 3 passes plus ceil(15/10) = 2 held-out passes -> 5 x 0.5 s = 2.5 s.
+    measured = {"step_seconds_mean": 2.0, "phase_fraction": {"forward": 0.25}}
+    training = {"epochs": 3, "batch_size": 10}
+    windows = {"train": 25, "val": 5, "test": 10}
+    assert grid.job_seconds(measured, training, windows, 1.0) == pytest.approx(20.5)
+    assert grid.job_seconds(measured, training, windows, 0.5) == pytest.approx(10.25)
+
+
+def test_split_windows_and_disk_by_hand():
+    config = {
+        "decoding": {
+            "gap_frames": None,
+            "neural_lag_frames": 0,
+            "train_fraction": 0.7,
+            "val_fraction": 0.1,
+            "test_fraction": 0.2,
+        }
+    }
+    # 1000 frames less two gaps of one window (10) leave 980: train floor(0.7 x 980) = 686
+    # frames, val 784 - 686 = 98, test 196; windows of 10 at stride 1: 677, 89 and 187.
+    assert grid.split_windows(config, 1000, 10) == {"train": 677, "val": 89, "test": 187}
+    lora = {"kind": "llm", "finetune": "lora"}
+    full = {"kind": "llm", "finetune": "full"}
+    measured = {"trainable_params": 100, "total_params": 1000}
+    windows = {"val": 3, "test": 7}
+    assert grid.disk_bytes(lora, measured, windows) == 400 + 10 * (48 + 40)
+    assert grid.disk_bytes(full, measured, windows) == 4000 + 10 * (48 + 40)
+
+
+def test_cost_key_merges_twins_and_keeps_what_costs():
+    pretrained = {"kind": "llm", "source": "gpt2", "finetune": "lora", "rung": "none"}
+    twin = {**pretrained, "pretrained": False, "rung": "untrained", "twin_of": "gpt2_lora"}
+    assert grid.cost_key(pretrained) == grid.cost_key(twin)
+    assert grid.cost_key(pretrained) != grid.cost_key({**pretrained, "finetune": "full"})
+    assert grid.cost_key(pretrained) != grid.cost_key({**pretrained, "training": {"batch_size": 8}})
+    assert grid.measurable({"kind": "llm", "source": "gpt2", "quantization": "8bit"}, False)
+    assert grid.measurable({"kind": "llm", "source": "org/other-model"}, False)
+    assert grid.measurable({"kind": "llm", "source": "gpt2"}, False) is None
+
+
+def run_benchmark(*args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_training_benchmark_runs_end_to_end(tmp_path):
+    run_benchmark(
+        "training",
+        "--cases", "lstm:reference", "lstm:bf16",
+        "--neurons", "40", "--frames", "300", "--window", "5", "--batch", "4",
+        "--warmup", "1", "--steps", "2", "--threads", "1", "--profile",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    report = json.loads((tmp_path / "training.json").read_text())
+    first, second = report["results"]
+    assert (first["case"], first["precision"]) == ("lstm:reference", "fp32")
+    assert second["precision"] == "bf16"  # an explicit choice, whatever the hardware
+    assert first["speed_vs_first"] == 1.0 and first["rss_vs_first"] == 1.0
+    assert first["windows_per_s"] > 0 and first["top_ops"]
+    assert sum(first["phase_fraction"].values()) == pytest.approx(1.0)
+    assert {"fp32", "bf16"} <= set(report["matmul_peak_flops"])
+
+
+def test_grid_benchmark_counts_every_job_of_a_config(tmp_path):
+    config = {
+        "fish": [1, 2, 3],
+        "simulation": {"n_neurons": 60, "n_frames": 200},
+        "decoding": {"windows": [5, 10], "seeds": [0, 1]},
+        "training": {"epochs": 2, "batch_size": 8},
+        "models": {
+            "lstm": {"kind": "lstm", "hidden_size": 16},
+            "ridge": {"kind": "ridge"},
+            "mean": {"kind": "mean"},
+            "big": {"kind": "llm", "source": "org/not-offline", "finetune": "lora"},
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = run_benchmark(
+        "grid", "--configfile", str(path), "--steps", "1", "--warmup", "0", "--threads", "1",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    report = json.loads((tmp_path / "grid.json").read_text())
+    rows = {r["model"]: r for r in report["rows"]}
+    assert all(r["jobs"] == 3 * 2 * 2 for r in rows.values())
+    assert "not buildable offline" in rows["big"]["not_measured"]
+    assert "not buildable offline" in rows["big_untrained"]["not_measured"]  # its twin
+    lstm = rows["lstm"]
+    assert lstm["cpu_hours"] == pytest.approx(lstm["wall_hours"] * lstm["threads"])
+    assert lstm["wall_hours"] > 0 and lstm["gpu_hours"] is None
+    assert rows["mean"]["wall_hours"] == 0
+    assert report["totals"]["jobs"] == 4 * 12 + 12  # four models, one twin
+    assert report["totals"]["jobs_not_measured"] == 24
+    assert "total: 60 training jobs (24 not measured here)" in done.stdout
