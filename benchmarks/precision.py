@@ -56,9 +56,8 @@ def run_workflow(config: dict, folder: Path, cores: int) -> list[Path]:
     ]
     command = [
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-        "--directory", str(folder), "--configfile", str(path), "--cores", str(cores),
-        "--quiet", "rules",
         *[str(r.relative_to(folder) / "run.json") for r in runs],
+        "--directory", str(folder), "--configfile", str(path), "--cores", str(cores),
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
