@@ -28,11 +28,12 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 # On a machine with a CUDA GPU: the GPU-marked tests (CUDA training equals the CPU path, bf16,
-# a tiny workflow with compute.device cuda) and the training benchmark on the GPU.
+# a tiny workflow with compute.device cuda), the training benchmark and the paper grid's GPU-hours.
 gpu-check: setup
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: no visible CUDA device')"
 	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
 	$(BIN)/python benchmarks/run.py training --device cuda
+	$(BIN)/python benchmarks/run.py grid --configfile config/paper.yaml --device cuda
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,19 +1,22 @@
-"""Performance benchmarks: decoder training, dF/F preprocessing and planning the paper's grid.
+"""Performance benchmarks: training steps, the cost of a config's grid, fp32 vs bf16 accuracy,
+dF/F preprocessing and planning the paper's grid.
 
 Figures, not tests: each subcommand prints a table and writes JSON under benchmarks/out/.
 
-    .venv/bin/python benchmarks/run.py training        # throughput, peak memory, MFU
+    .venv/bin/python benchmarks/run.py training        # windows/s, MFU, peak RSS, step breakdown
+    .venv/bin/python benchmarks/run.py grid --configfile config/paper.yaml   # CPU/GPU-hours, disk
+    .venv/bin/python benchmarks/run.py precision       # test RMSE of fp32 and bf16 workflow runs
     .venv/bin/python benchmarks/run.py preprocessing   # dF/F throughput
     .venv/bin/python benchmarks/run.py dryrun          # snakemake -n on config/paper.yaml
-    .venv/bin/python benchmarks/run.py all
+    .venv/bin/python benchmarks/run.py all             # training, preprocessing, dryrun
 
-Training runs each (backbone, fine-tuning mode) case in a fresh subprocess, so that its peak
-resident memory (getrusage max RSS) is its own, on synthetic data shaped like fish 9 (12,499
-neurons x 3,047 frames, windows of 20 frames, batches of 32). It goes through the package's own
-code path: `chronological_split` / `window_starts` for the training windows, `WindowSampler` to
-gather batches, `build_decoder` for the model and the same step as `nlp4neuro.training`'s loop
-(AdamW, MSE on every frame, gradient clipping at 1.0, bf16 autocast on CUDA only). The extra
-`+bf16` cases (`--cpu-bf16`) autocast on the CPU as well, which the package does not do.
+`training` runs each named case (benchmarks/training_case.py, e.g. `gpt2:lora:lean`) in a fresh
+subprocess, so that its peak resident memory (getrusage max RSS) is its own, on synthetic data
+shaped like fish 9 (12,499 neurons x 3,047 frames, windows of 20 frames, batches of 32), through
+the package's own step (`WindowSampler.batch`, `forward_loss`, `backward`, `update`, and
+`store_frozen` in bf16). Ratios are against the first case of the same run; `--profile` adds the
+ten operators with the most self time in one more step. `grid` is in benchmarks/grid.py,
+`precision` in benchmarks/precision.py.
 
 Model FLOPs per optimiser step (documented estimate, the usual 2/4/6 x parameters x tokens rule):
 tokens = batch x window; a weight matrix with P entries costs 2 P per token forward, 2 P more to
