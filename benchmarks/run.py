@@ -146,27 +146,17 @@ def prepare_backbones(out: Path, names: list[str]) -> dict[str, Path]:
 
 
 def _full_size(name: str) -> dict[str, int]:
-    """`make_tiny_backbone` arguments for the default (base) size of an architecture."""
-    if name == "gpt2":
-        from transformers import GPT2Config
+    """`make_tiny_backbone` arguments for the default (base) size of an architecture (GPT-2's
+    config answers to the generic names through its attribute map)."""
+    from transformers import BertConfig, GPT2Config
 
-        c = GPT2Config()
-        return dict(
-            hidden_size=c.n_embd,
-            num_layers=c.n_layer,
-            num_heads=c.n_head,
-            vocab_size=c.vocab_size,
-            max_positions=c.n_positions,
-        )
-    from transformers import BertConfig
-
-    c = BertConfig()
+    config = GPT2Config() if name == "gpt2" else BertConfig()
     return dict(
-        hidden_size=c.hidden_size,
-        num_layers=c.num_hidden_layers,
-        num_heads=c.num_attention_heads,
-        vocab_size=c.vocab_size,
-        max_positions=c.max_position_embeddings,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_hidden_layers,
+        num_heads=config.num_attention_heads,
+        vocab_size=config.vocab_size,
+        max_positions=config.max_position_embeddings,
     )
 
 
