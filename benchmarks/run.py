@@ -10,7 +10,7 @@ Figures, not tests: each subcommand prints a table and writes JSON under benchma
     .venv/bin/python benchmarks/run.py dryrun          # snakemake -n on config/paper.yaml
     .venv/bin/python benchmarks/run.py all             # training, preprocessing, dryrun
 
-`training` runs each named case (benchmarks/training_case.py, e.g. `gpt2:lora:lean`) in a fresh
+`training` runs each named case (benchmarks/training_case.py, e.g. `gpt2:lora`) in a fresh
 subprocess, so that its peak resident memory (getrusage max RSS) is its own, on synthetic data
 shaped like fish 9 (12,499 neurons x 3,047 frames, windows of 20 frames, batches of 32), through
 the package's own step (`WindowSampler.batch`, `forward_loss`, `backward`, `update`, and
@@ -114,11 +114,11 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: i
 DEFAULT_CASES = (
     "gpt2:full:fp32:reference",
     "gpt2:full",
+    "gpt2:lora:dropout",
     "gpt2:lora",
-    "gpt2:lora:lean",
-    "gpt2:head:lean",
-    "gpt2:lora:bf16:lean",
-    "gpt2:lora:fp32:lean",
+    "gpt2:head",
+    "gpt2:lora:bf16",
+    "gpt2:lora:fp32",
     "lstm:reference",
 )
 
@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
         nargs="+",
         default=list(DEFAULT_CASES),
         metavar="CASE",
-        help="backbone:finetune[:precision][:lean][:reference] (benchmarks/training_case.py)",
+        help="backbone:finetune[:precision][:dropout][:reference] (benchmarks/training_case.py)",
     )
     training.add_argument("--case-timeout", type=float, default=900, help="seconds per case")
 

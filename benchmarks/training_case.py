@@ -1,13 +1,15 @@
 """One benchmarked training configuration, run through the package's own training step.
 
-A case is named `backbone:finetune[:precision][:lean][:reference]`, e.g. `gpt2:lora:lean`:
+A case is named `backbone:finetune[:precision][:dropout][:reference]`, e.g. `gpt2:lora:bf16`:
 
 - backbone: "gpt2" (GPT-2's architecture, 124 M), "smollm2" (the bundled SmolLM2-135M), "bert"
   (BERT-base's architecture) or "lstm" (the reference's LSTM, hidden 256; finetune "full").
 - finetune: "lora", "head" or "full".
 - precision: the config's `compute.precision` ("auto" when left out), resolved on this device
   by `nlp4neuro.device.resolve_precision`.
-- lean: `backbone_dropout: 0` and `lora_dropout: 0` (no dropout anywhere in the step).
+- dropout: the defaults before 2026-12-01, `backbone_dropout: null` (the pretrained config's
+  dropout, 0.1 for GPT-2 and BERT) and `lora_dropout: 0.05`; without it, the schema's defaults
+  (no dropout anywhere in the step).
 - reference: the reference's optimiser (weight decay 0; eps 1e-6 for LLMs as transformers'
   AdamW, 1e-8 for the LSTM as torch's Adam) and the pretrained dropout.
 
@@ -40,7 +42,7 @@ class TrainingCase:
     backbone: str
     finetune: str
     precision: str
-    lean: bool
+    dropout: bool
     reference: bool
 
     @classmethod
@@ -55,17 +57,19 @@ class TrainingCase:
             backbone not in BACKBONES
             or finetune not in ("lora", "head", "full")
             or len(precisions) > 1
-            or flags - {"lean", "reference"}
+            or flags - {"dropout", "reference"}
         ):
-            raise ValueError(f"case {text!r}: expected backbone:finetune[:precision][:lean]")
+            raise ValueError(
+                f"case {text!r}: expected backbone:finetune[:precision][:dropout][:reference]"
+            )
         precision = precisions[0] if precisions else "auto"
-        return cls(backbone, finetune, precision, "lean" in flags, "reference" in flags)
+        return cls(backbone, finetune, precision, "dropout" in flags, "reference" in flags)
 
     @property
     def name(self) -> str:
         parts = [self.backbone] + ([] if self.backbone == "lstm" else [self.finetune])
         parts += [] if self.precision == "auto" else [self.precision]
-        return ":".join(parts + ["lean"] * self.lean + ["reference"] * self.reference)
+        return ":".join(parts + ["dropout"] * self.dropout + ["reference"] * self.reference)
 
     @property
     def is_llm(self) -> bool:
@@ -76,8 +80,8 @@ def case_settings(case: TrainingCase) -> tuple[dict, dict]:
     """(model entry, training section values) of a case, as a config would write them."""
     if case.is_llm:
         entry = {"kind": "llm", "source": case.backbone, "finetune": case.finetune}
-        if case.lean:
-            entry.update(backbone_dropout=0.0, lora_dropout=0.0)
+        if case.dropout or case.reference:
+            entry.update(backbone_dropout=None, lora_dropout=0.05)
     else:
         entry = {"kind": "lstm", "hidden_size": 256}
     training = {"learning_rate": 1e-4, "schedule": "constant", "warmup_fraction": 0.0}

@@ -19,14 +19,14 @@ from training_case import TrainingCase, case_settings  # noqa: E402
 
 
 def test_case_names_parse_and_print_back():
-    case = TrainingCase.parse("gpt2:lora:bf16:lean")
-    assert (case.backbone, case.finetune, case.precision, case.lean) == (
+    case = TrainingCase.parse("gpt2:lora:bf16:dropout")
+    assert (case.backbone, case.finetune, case.precision, case.dropout) == (
         "gpt2",
         "lora",
         "bf16",
         True,
     )
-    assert case.name == "gpt2:lora:bf16:lean"
+    assert case.name == "gpt2:lora:bf16:dropout"
     assert TrainingCase.parse("gpt2:full:fp32:reference").reference
     lstm = TrainingCase.parse("lstm:reference")
     assert (lstm.finetune, lstm.precision, lstm.is_llm) == ("full", "auto", False)
@@ -35,14 +35,16 @@ def test_case_names_parse_and_print_back():
             TrainingCase.parse(bad)
 
 
-def test_reference_and_lean_settings():
+def test_reference_and_dropout_settings():
     entry, training = case_settings(TrainingCase.parse("gpt2:full:reference"))
-    assert entry == {"kind": "llm", "source": "gpt2", "finetune": "full"}
+    assert entry["finetune"] == "full" and entry["backbone_dropout"] is None
     assert (training["weight_decay"], training["adam_epsilon"]) == (0.0, 1e-6)
     entry, training = case_settings(TrainingCase.parse("lstm:reference"))
     assert entry["kind"] == "lstm" and training["adam_epsilon"] == 1e-8
-    entry, _ = case_settings(TrainingCase.parse("gpt2:lora:lean"))
-    assert (entry["backbone_dropout"], entry["lora_dropout"]) == (0.0, 0.0)
+    entry, _ = case_settings(TrainingCase.parse("gpt2:lora:dropout"))
+    assert (entry["backbone_dropout"], entry["lora_dropout"]) == (None, 0.05)
+    entry, _ = case_settings(TrainingCase.parse("gpt2:lora"))
+    assert entry == {"kind": "llm", "source": "gpt2", "finetune": "lora"}  # schema: no dropout
 
 
 def test_job_seconds_by_hand():
