@@ -184,10 +184,13 @@ def flops_per_token(model: nn.Module) -> float:
     embedding_ids = {
         id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
     }
+    first_ids: set[int] = set()
     if hasattr(model, "input_proj"):
         first_ids = {id(p) for p in model.input_proj.parameters()}
-    else:  # an RNN: its layer-0 input weights (hidden-to-hidden ones pass gradients in time)
+    elif isinstance(getattr(model, "rnn", None), nn.RNNBase):
+        # layer-0 input weights; hidden-to-hidden ones pass gradients back in time
         first_ids = {id(p) for n, p in model.rnn.named_parameters() if n.endswith("ih_l0")}
+    # a reservoir's input and recurrent weights are fixed buffers: only its readout counts
     total = 0.0
     for p in model.parameters():
         if id(p) in embedding_ids:

@@ -126,6 +126,7 @@ def test_grid_benchmark_counts_every_job_of_a_config(tmp_path):
         "training": {"epochs": 2, "batch_size": 8},
         "models": {
             "lstm": {"kind": "lstm", "hidden_size": 16},
+            "reservoir": {"kind": "reservoir", "hidden_size": 16},
             "ridge": {"kind": "ridge"},
             "mean": {"kind": "mean"},
             "big": {"kind": "llm", "source": "org/not-offline", "finetune": "lora"},
@@ -146,6 +147,7 @@ def test_grid_benchmark_counts_every_job_of_a_config(tmp_path):
     assert lstm["cpu_hours"] == pytest.approx(lstm["wall_hours"] * lstm["threads"])
     assert lstm["wall_hours"] > 0 and lstm["gpu_hours"] is None
     assert rows["mean"]["wall_hours"] == 0
-    assert report["totals"]["jobs"] == 4 * 12 + 12  # four models, one twin
+    assert rows["reservoir"]["wall_hours"] > 0
+    assert report["totals"]["jobs"] == 5 * 12 + 12  # five models, one twin
     assert report["totals"]["jobs_not_measured"] == 24
-    assert "total: 60 training jobs (24 not measured here)" in done.stdout
+    assert "total: 72 training jobs (24 not measured here)" in done.stdout
