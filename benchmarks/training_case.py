@@ -15,7 +15,8 @@ A case is named `backbone:finetune[:precision][:dropout][:reference]`, e.g. `gpt
 
 The step is `nlp4neuro.training`'s: `WindowSampler.batch` (gather), `forward_loss` (forward
 under the precision's autocast), `backward`, `update` (clip, fused AdamW, schedule); in bf16 the
-frozen weight matrices are stored in bf16 first (`store_frozen`), as `train_and_predict` does.
+frozen weight matrices are stored in bf16 first (`prepare_precision`), as `train_and_predict`
+does.
 """
 
 from __future__ import annotations
@@ -114,19 +115,20 @@ def _data(args: argparse.Namespace, device: torch.device):
 def _build(entry: dict, training: dict, precision: str, args, device, backbone_dir):
     """The decoder, its resolved precision and its optimisation, as the training loop makes them."""
     from nlp4neuro.config import section
-    from nlp4neuro.device import resolve_precision
     from nlp4neuro.models import ModelSpec, build_decoder
-    from nlp4neuro.models.lean import store_frozen
-    from nlp4neuro.training import TrainingParams, make_optimisation
+    from nlp4neuro.training import (
+        TrainingParams,
+        make_optimisation,
+        prepare_precision,
+        run_precision,
+    )
 
     spec = ModelSpec.from_workflow("benchmark", entry)
-    finetune = spec.finetune if spec.kind == "llm" else None
-    precision = resolve_precision(precision, device, finetune)
+    precision = run_precision(spec.to_dict(), precision, device)
     model = build_decoder(
         spec, args.neurons, N_OUTPUTS, backbone_dir=backbone_dir, seed=0, device=str(device)
     )
-    if precision == "bf16":
-        store_frozen(model, torch.bfloat16)
+    model = prepare_precision(model, precision)
     params = TrainingParams.from_config(section("training", **training))
     opt = make_optimisation(model, params, 10**6)
     return model, precision, opt, params

@@ -130,6 +130,7 @@ def test_grid_benchmark_counts_every_job_of_a_config(tmp_path):
             "ridge": {"kind": "ridge"},
             "mean": {"kind": "mean"},
             "big": {"kind": "llm", "source": "org/not-offline", "finetune": "lora"},
+            "minilm": {"kind": "llm", "source": "bundled:minilm", "finetune": "lora"},
         },
     }
     path = tmp_path / "config.yaml"
@@ -148,6 +149,37 @@ def test_grid_benchmark_counts_every_job_of_a_config(tmp_path):
     assert lstm["wall_hours"] > 0 and lstm["gpu_hours"] is None
     assert rows["mean"]["wall_hours"] == 0
     assert rows["reservoir"]["wall_hours"] > 0
-    assert report["totals"]["jobs"] == 5 * 12 + 12  # five models, one twin
+    # a bundled backbone is measured once for the model and its twin (the same cost)
+    assert rows["minilm"]["wall_hours"] > 0 and rows["minilm"]["precision"] in ("fp32", "bf16")
+    assert rows["minilm_untrained"]["wall_hours"] == rows["minilm"]["wall_hours"]
+    assert report["totals"]["jobs"] == 6 * 12 + 2 * 12  # six models, two twins
     assert report["totals"]["jobs_not_measured"] == 24
-    assert "total: 72 training jobs (24 not measured here)" in done.stdout
+    assert "total: 96 training jobs (24 not measured here)" in done.stdout
+
+
+def test_precision_benchmark_pairs_fp32_and_bf16_workflow_runs(tmp_path):
+    """The real workflow twice on a tiny synthetic fish; the pairs are the runs' own numbers."""
+    config = {
+        "fish": [1, 2],
+        "simulation": {"n_neurons": 40, "n_frames": 200},
+        "decoding": {"windows": [5, 10], "seeds": [0, 1, 2]},
+        "training": {"epochs": 1, "batch_size": 16},
+        "models": {"lstm": {"kind": "lstm", "hidden_size": 8}, "ridge": {"kind": "ridge"}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_benchmark(
+        "precision", "--configfile", str(path), "--models", "lstm", "--seeds", "2",
+        "--window", "5", "--cores", "2", "--out", str(tmp_path),
+    )  # fmt: skip
+    report = json.loads((tmp_path / "precision.json").read_text())
+    assert report["n"] == 2  # the first fish only, two seeds, one window
+    for pair, seed in zip(report["pairs"], (0, 1), strict=True):
+        assert pair["run"] == f"lstm/w5/fish1/seed{seed}"
+        assert (pair["fp32"]["precision"], pair["bf16"]["precision"]) == ("fp32", "bf16")
+        run = tmp_path / "precision" / "bf16" / "results/train" / pair["run"] / "run.json"
+        assert json.loads(run.read_text())["summary"]["test_rmse"] == pair["bf16"]["test_rmse"]
+        expected = pair["bf16"]["test_rmse"] - pair["fp32"]["test_rmse"]
+        assert pair["difference"] == pytest.approx(expected)
+    mean = sum(p["difference"] for p in report["pairs"]) / 2
+    assert report["mean_difference"] == pytest.approx(mean)

@@ -811,8 +811,8 @@ def train_and_predict(
             decoders map (batch, window, N) -> (batch, window, K); classic decoders have
             `fit(x_train, y_train, x_val, y_val)` and `predict(x (frames, N)) -> (frames, K)`.
         spec_dict: the model specification (`name` and `kind` become predictions.nc attrs).
-        params, compute, seed: optimisation; device, precision (`_built_model`) and threads;
-            initialisation, shuffling and dropout.
+        params, compute, seed: optimisation; device, precision (`run_precision`,
+            `prepare_precision`) and threads; initialisation, shuffling and dropout.
         out_dir: receives predictions.nc, training_curve.csv, model/, problem.json, run.json.
         checkpoint_dir: receives checkpoint.pt after every epoch; a matching one is resumed.
         save_fn: saves the final decoder into a folder.
@@ -820,8 +820,7 @@ def train_and_predict(
         stop_after_epoch: test hook: raise `TrainingInterrupted` after this epoch's checkpoint.
 
     Returns:
-        Summary: best_epoch, used_epoch, best_val_loss, val_rmse, test_rmse (rad), epochs_run,
-        stopped_early, resumed_from_epoch, seconds, windows_per_s, trainable_params, device, ...
+        The summary in run.json (best_epoch, val_rmse, test_rmse in rad, ...) plus seconds.
     """
     started = time.perf_counter()
     device = select_device(compute.device)
@@ -836,20 +835,21 @@ def train_and_predict(
         progress_every,
         stop_after_epoch,
         device,
-        resolve_precision(compute.precision, device, _finetune(spec_dict)),
+        run_precision(spec_dict, compute.precision, device),
     )
-    configure(compute, device)
-    x, y = problem.recording(dataset)
-    sampler = WindowSampler(to_device(x, device), to_device(y, device), problem.window_frames)
-    _log_problem(problem, dataset)
+    x, y, sampler = _recording(problem, dataset, job)
     shuffle_gen = set_seeds(seed)
-    model = _built_model(model_factory, job)
+    model = prepare_precision(model_factory(device), job.precision)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(model, nn.Module):
         fit = _fit_torch(model, sampler, problem, job, shuffle_gen)
     else:
         fit = _fit_classic(model, x, y, problem.splits, job.out_dir)
-    summary = _write_outputs(dataset, problem, model, sampler, job, fit)
+    return _done(_write_outputs(dataset, problem, model, sampler, job, fit), started)
+
+
+def _done(summary: dict[str, Any], started: float) -> dict[str, Any]:
+    """The run's summary with its wall time, logged."""
     summary["seconds"] = time.perf_counter() - started
     logger.info(
         "done in %.1f s: val RMSE %.4f, test RMSE %.4f rad (epoch %s weights)",
@@ -858,19 +858,32 @@ def train_and_predict(
     return summary
 
 
-def _finetune(spec_dict: dict[str, Any]) -> str | None:
-    """An LLM decoder's fine-tuning mode; None for every other decoder."""
-    return spec_dict.get("finetune") if spec_dict.get("kind") == "llm" else None
+def run_precision(spec_dict: Mapping[str, Any], requested: str, device: torch.device) -> str:
+    """The precision a run of this model computes in on `device` (`compute.precision` resolved
+    by `nlp4neuro.device.resolve_precision`; an LLM's fine-tuning mode decides "auto")."""
+    finetune = spec_dict.get("finetune") if spec_dict.get("kind") == "llm" else None
+    return resolve_precision(requested, device, finetune)
 
 
-def _built_model(model_factory: Callable[[torch.device], Any], job: _Job) -> Any:
-    """The factory's decoder; in bf16 (`nlp4neuro.device.resolve_precision`) with its frozen
-    weight matrices stored in bf16 (`store_frozen`), trainable weights kept fp32."""
-    model = model_factory(job.device)
-    if isinstance(model, nn.Module) and job.precision == "bf16":
+def prepare_precision(model: Any, precision: str) -> Any:
+    """A built decoder made ready for `precision`: in bf16 its frozen weight matrices are
+    stored in bf16 (`store_frozen`) and trainable weights stay fp32; otherwise unchanged."""
+    if isinstance(model, nn.Module) and precision == "bf16":
         converted = store_frozen(model, torch.bfloat16)
         logger.info("bf16 compute; %d frozen weights stored in bf16", converted)
     return model
+
+
+def _recording(
+    problem: DecodingProblem, dataset: xr.Dataset, job: _Job
+) -> tuple[np.ndarray, np.ndarray, WindowSampler]:
+    """Configure the job's device; the recording's inputs and targets, and their sampler on it."""
+    configure(job.compute, job.device)
+    x, y = problem.recording(dataset)
+    device = job.device
+    sampler = WindowSampler(to_device(x, device), to_device(y, device), problem.window_frames)
+    _log_problem(problem, dataset)
+    return x, y, sampler
 
 
 def _log_problem(problem: DecodingProblem, dataset: xr.Dataset) -> None:

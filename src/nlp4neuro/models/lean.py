@@ -39,23 +39,19 @@ def store_frozen(model: nn.Module, dtype: torch.dtype) -> int:
     return converted
 
 
-def _is_python_tanh_gelu(module: nn.Module) -> bool:
-    """transformers' `NewGELUActivation` (GPT-2's "gelu_new"): tanh GELU in Python operations."""
-    return type(module).__name__ in ("NewGELUActivation", "GELUTanh") and not isinstance(
-        module, nn.GELU
-    )
-
-
 def fuse_activations(module: nn.Module) -> int:
-    """Replace every Python tanh-GELU in `module` by `nn.GELU(approximate="tanh")`.
+    """Replace every transformers `NewGELUActivation` (GPT-2's "gelu_new", written as Python
+    operations) in `module` by `nn.GELU(approximate="tanh")`.
 
     Both compute 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))); the fused kernel keeps one
     tensor for the backward pass instead of seven. Returns the number replaced.
     """
+    from transformers.activations import NewGELUActivation
+
     replaced = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if _is_python_tanh_gelu(child):
+            if isinstance(child, NewGELUActivation):
                 setattr(parent, name, nn.GELU(approximate="tanh"))
                 replaced += 1
     return replaced

@@ -212,6 +212,14 @@ def load_backbone(
     return model.to(device), None
 
 
+def _lean_step(spec: ModelSpec, backbone: nn.Module) -> None:
+    """Before any adapter exists: GPT-2's Python GELU fused, and every dropout of the backbone
+    at `spec.backbone_dropout` (None keeps the pretrained config's), `nlp4neuro.models.lean`."""
+    fuse_activations(backbone)
+    if spec.backbone_dropout is not None:
+        set_dropout(backbone, spec.backbone_dropout)
+
+
 def _apply_finetune_mode(
     spec: ModelSpec, backbone: nn.Module, adapter_dir: Path | None
 ) -> nn.Module:
@@ -286,9 +294,7 @@ def build_llm_decoder(
     """
     backbone, record = load_backbone(spec, backbone_dir, seed=seed, device=device)
     family = backbone_family(backbone.config, name=str(backbone_dir))
-    fuse_activations(backbone)
-    if spec.backbone_dropout is not None:
-        set_dropout(backbone, spec.backbone_dropout)
+    _lean_step(spec, backbone)
     backbone = _apply_finetune_mode(spec, backbone, adapter_dir)
     model = LLMDecoder(
         backbone,
