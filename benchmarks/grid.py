@@ -110,21 +110,23 @@ def backbone_folder(source: str, out: Path) -> Path:
     return Path(source)
 
 
-def split_windows(config: dict[str, Any], frames: int, window: int) -> dict[str, int]:
-    """Train, val and test window counts of one fish and window (`nlp4neuro.problem`)."""
+def split_windows(
+    config: dict[str, Any], frames: int, window: int, frame_rate_hz: float
+) -> list[dict[str, int]]:
+    """Train, val and test window counts of one fish and window, one dict per fold
+    (`nlp4neuro.problem.fold_segments`, the gap resolved at `frame_rate_hz`)."""
     from nlp4neuro import problem as problem_mod
 
-    decoding = config["decoding"]
-    gap = window if decoding["gap_frames"] is None else decoding["gap_frames"]
-    usable = frames - decoding["neural_lag_frames"]
-    splits = problem_mod.chronological_split(
-        usable,
-        decoding["train_fraction"],
-        decoding["val_fraction"],
-        decoding["test_fraction"],
-        gap,
-    )
-    return {k: len(problem_mod.window_starts(splits[k], window)) for k in ("train", "val", "test")}
+    params = problem_mod.DecodingParams.from_config(config["decoding"])
+    gap = params.resolved_gap(frame_rate_hz)
+    usable = frames - params.neural_lag_frames
+    counts = []
+    for fold in range(params.folds):
+        segments = problem_mod.fold_segments(usable, fold, params, gap)
+        counts.append(
+            {k: len(problem_mod.segment_starts(segments[k], window)) for k in segments}
+        )
+    return counts
 
 
 def job_seconds(measured: dict, training: dict, windows: dict[str, int], scale: float) -> float:
@@ -209,26 +211,35 @@ def _weights(measured: dict, neurons: int) -> dict:
     return {"trainable_params": count, "total_params": count}
 
 
+def _frame_rate(config: dict) -> float:
+    """The imaging rate of the grid's fish: the simulation's for synthetic data, else
+    data.frame_rate_hz (the simulation's when that is null: ops.npy would tell)."""
+    if config["data"]["source"] == "synthetic" or config["data"]["frame_rate_hz"] is None:
+        return float(config["simulation"]["frame_rate_hz"])
+    return float(config["data"]["frame_rate_hz"])
+
+
 def _model_row(name: str, entry: dict, measured: dict, config: dict, shapes: dict) -> dict:
-    """Jobs, hours, memory and disk of one model over every fish, window and seed."""
+    """Jobs, hours, memory and disk of one model over every fish, window, seed and fold."""
     decoding = config["decoding"]
     n_seeds = len(decoding["seeds"])
-    row = {"model": name, "jobs": len(shapes) * len(decoding["windows"]) * n_seeds}
+    n_runs = len(shapes) * len(decoding["windows"]) * n_seeds * decoding["folds"]
+    row = {"model": name, "jobs": n_runs}
     if "not_measured" in measured:
         return {**row, "not_measured": measured["not_measured"]}
     training = _training_values(config, entry)
     seconds = disk = 0.0
     for frames, neurons in shapes.values():
         for window in decoding["windows"]:
-            windows = split_windows(config, frames, window)
-            if entry["kind"] == "mean":
-                job = 0.0
-            elif entry["kind"] == "ridge":
-                job = measured["fit_seconds"] * frames / measured["frames"]
-            else:
-                job = job_seconds(measured, training, windows, window / measured["window"])
-            seconds += n_seeds * job
-            disk += n_seeds * disk_bytes(entry, _weights(measured, neurons), windows)
+            for windows in split_windows(config, frames, window, _frame_rate(config)):
+                if entry["kind"] == "mean":
+                    job = 0.0
+                elif entry["kind"] == "ridge":
+                    job = measured["fit_seconds"] * frames / measured["frames"]
+                else:
+                    job = job_seconds(measured, training, windows, window / measured["window"])
+                seconds += n_seeds * job
+                disk += n_seeds * disk_bytes(entry, _weights(measured, neurons), windows)
     threads = measured.get("threads", 1)
     return {
         **row,

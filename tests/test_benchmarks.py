@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nlp4neuro.config import section
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -58,18 +60,18 @@ def test_job_seconds_by_hand():
 
 
 def test_split_windows_and_disk_by_hand():
-    config = {
-        "decoding": {
-            "gap_frames": None,
-            "neural_lag_frames": 0,
-            "train_fraction": 0.7,
-            "val_fraction": 0.1,
-            "test_fraction": 0.2,
-        }
-    }
-    # 1000 frames less two gaps of one window (10) leave 980: train floor(0.7 x 980) = 686
-    # frames, val 784 - 686 = 98, test 196; windows of 10 at stride 1: 677, 89 and 187.
-    assert grid.split_windows(config, 1000, 10) == {"train": 677, "val": 89, "test": 187}
+    config = {"decoding": section("decoding", windows=[10], gap_frames=None)}
+    # gap = longest window 10 + ceil(5.4 s x 1.0 Hz) = 16 frames; 1000 frames less two gaps
+    # leave 968: train floor(0.7 x 968) = 677 frames, val 774 - 677 = 97, test 194; windows of
+    # 10 at stride 1: 668, 88 and 185.
+    assert grid.split_windows(config, 1000, 10, 1.0) == [{"train": 668, "val": 88, "test": 185}]
+    config["decoding"] = section("decoding", windows=[10], gap_frames=5, folds=5)
+    # 5 folds of 200 frames, val 100 frames, gap 5. Fold 0: test 0-199, val 205-304, train
+    # 310-999 (690 frames); fold 2: test 400-599, val 295-394, train 0-289 and 605-999.
+    counts = grid.split_windows(config, 1000, 10, 1.0)
+    assert counts[0] == {"train": 681, "val": 91, "test": 191}
+    assert counts[2] == {"train": 281 + 386, "val": 91, "test": 191}
+    assert len(counts) == 5
     lora = {"kind": "llm", "finetune": "lora"}
     full = {"kind": "llm", "finetune": "full"}
     measured = {"trainable_params": 100, "total_params": 1000}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -15,12 +16,16 @@ from nlp4neuro.problem import (
     DecodingParams,
     InputNormaliser,
     average_window_predictions,
+    blocked_split,
     build_problem,
     check_window_fits,
     chronological_split,
     fit_input_normaliser,
+    fold_segments,
     lag_neural,
     load_problem,
+    segment_frames,
+    segment_starts,
     window_starts,
 )
 
@@ -41,7 +46,7 @@ def make_dataset(n_frames: int = 100, n_neurons: int = 4, seed: int = 0) -> xr.D
             "frame": ("time", np.arange(n_frames, dtype=np.int64) + 10),
             "segment": [f"theta_{k:02d}" for k in range(3)],
         },
-        attrs={"fish": "9"},
+        attrs={"fish": "9", "frame_rate_hz": 2.0},
     )
 
 
@@ -52,28 +57,46 @@ def make_dataset(n_frames: int = 100, n_neurons: int = 4, seed: int = 0) -> xr.D
 def test_decoding_params_come_from_the_validated_section_only():
     params = decoding()
     assert params.to_dict() == {
+        "windows": [10],
+        "folds": 1,
         "train_fraction": 0.7,
         "val_fraction": 0.1,
         "test_fraction": 0.2,
         "gap_frames": None,
+        "calcium_decay_s": 5.4,
         "neural_lag_frames": 0,
         "input_normalisation": "zscore",
     }
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(DecodingParams))
-    with pytest.raises(ConfigError, match=r"decoding\.train_fraction"):
+    with pytest.raises(ConfigError, match=r"decoding\.windows"):
         DecodingParams.from_config({})
     with pytest.raises(ConfigError, match="sum of 1"):
         decoding(val_fraction=0.2)
-    assert params.resolved_gap(20) == 20 and decoding(gap_frames=0).resolved_gap(20) == 0
+    # null gap: the longest window (10) + ceil(5.4 s x 2 Hz = 10.8) = 21 frames, at any window
+    assert params.resolved_gap(2.0) == 21
+    assert decoding(windows=[5, 20], calcium_decay_s=1.0).resolved_gap(1.1) == 22
+    assert decoding(gap_frames=0).resolved_gap(float("nan")) == 0
+    with pytest.raises(ValueError, match="frame_rate_hz"):
+        params.resolved_gap(float("nan"))
 
 
 def test_a_gap_shorter_than_the_lag_is_a_config_error():
     with pytest.raises(ConfigError, match=r"decoding\.gap_frames.*neural_lag_frames \(3\)"):
         decoding(gap_frames=2, neural_lag_frames=3)
-    # null gap = the window: checked when the window is known
-    with pytest.raises(ConfigError, match=r"decoding\.gap_frames.*found 2"):
-        build_problem(make_dataset(), 2, decoding(neural_lag_frames=3))
-    assert build_problem(make_dataset(), 3, decoding(neural_lag_frames=3)).gap_frames == 3
+    # a null gap (longest window + decay) is checked against the lag too
+    params = decoding(windows=[2], calcium_decay_s=0.5, neural_lag_frames=4)
+    with pytest.raises(ConfigError, match=r"decoding\.gap_frames.*found 3"):
+        build_problem(make_dataset(), 2, params)
+    params = decoding(windows=[3], calcium_decay_s=0.5, neural_lag_frames=4)
+    assert build_problem(make_dataset(), 3, params).gap_frames == 4
+
+
+def test_a_null_gap_needs_the_datasets_frame_rate():
+    dataset = make_dataset()
+    del dataset.attrs["frame_rate_hz"]
+    with pytest.raises(InputFileError, match=r"frame_rate_hz.*decoding\.gap_frames"):
+        build_problem(dataset, 5, decoding(windows=[5]))
+    assert build_problem(dataset, 5, decoding(windows=[5], gap_frames=5)).gap_frames == 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,10 +105,20 @@ def test_a_gap_shorter_than_the_lag_is_a_config_error():
 
 def test_build_problem_by_hand():
     dataset = make_dataset()
-    problem = build_problem(dataset, 5, decoding(neural_lag_frames=2))
+    params = decoding(neural_lag_frames=2, windows=[5], calcium_decay_s=0.0001)
+    problem = build_problem(dataset, 5, params)
+    # 98 lagged rows, gap 5 + ceil(0.0002) = 6: 86 usable -> train floor(60.2) = 60, val
+    # floor(68.8) - 60 = 8, test 18
+    assert problem.n_frames == 98 and problem.gap_frames == 6
+    problem = build_problem(dataset, 5, decoding(neural_lag_frames=2, gap_frames=5))
     # 98 lagged rows, gap 5: 88 usable -> train floor(61.6) = 61, val floor(70.4) - 61 = 9
-    assert problem.n_frames == 98 and problem.gap_frames == 5
-    assert problem.splits == {"train": slice(0, 61), "val": slice(66, 75), "test": slice(80, 98)}
+    assert problem.n_frames == 98 and problem.gap_frames == 5 and problem.fold == 0
+    assert problem.segments == {
+        "train": (slice(0, 61),),
+        "val": (slice(66, 75),),
+        "test": (slice(80, 98),),
+    }
+    np.testing.assert_array_equal(problem.splits["test"], np.arange(80, 98))
     np.testing.assert_array_equal(problem.starts["val"], [66, 67, 68, 69, 70])
     assert problem.starts["train"].dtype == np.int64 and len(problem.starts["test"]) == 14
     assert (problem.n_neurons, problem.n_outputs, problem.window_frames) == (4, 3, 5)
@@ -107,14 +140,15 @@ def test_frames_after_the_training_block_never_reach_the_normaliser():
     params = decoding(neural_lag_frames=2, gap_frames=2)
     clean = make_dataset()
     reference = build_problem(clean, 5, params)
-    last_read = reference.splits["train"].stop - 1 + 2
+    train_stop = reference.segments["train"][0].stop
+    last_read = train_stop - 1 + 2
     poisoned = clean.copy(deep=True)
     poisoned["dff"].values[last_read + 1 :] = 1e6
-    poisoned["tail"].values[reference.splits["train"].stop :] = np.nan
+    poisoned["tail"].values[train_stop:] = np.nan
     problem = build_problem(poisoned, 5, params)
     np.testing.assert_array_equal(problem.normaliser.mean, reference.normaliser.mean)
     np.testing.assert_array_equal(problem.normaliser.std, reference.normaliser.std)
-    assert problem.splits == reference.splits
+    assert problem.segments == reference.segments
     # ... and the last frame training does read does reach it: the test can fail.
     touched = clean.copy(deep=True)
     touched["dff"].values[last_read] = 1e6
@@ -124,8 +158,12 @@ def test_frames_after_the_training_block_never_reach_the_normaliser():
 
 
 def test_bad_datasets_and_windows_raise_named_errors():
-    with pytest.raises(ConfigError, match=r"decoding\.windows.*split 'val' has 10 frames"):
+    with pytest.raises(ConfigError, match=r"decoding\.windows.*'val' block \(10 frames"):
         build_problem(make_dataset(), 11, decoding(gap_frames=0))
+    with pytest.raises(ConfigError, match=r"decoding\.folds.*a fold in 0\.\.4"):
+        build_problem(make_dataset(), 5, decoding(gap_frames=0, folds=5), fold=5)
+    with pytest.raises(ConfigError, match=r"decoding\.folds.*fold 0"):
+        build_problem(make_dataset(), 5, decoding(gap_frames=0), fold=1)
     with pytest.raises(ConfigError, match=r"decoding\.windows"):
         build_problem(make_dataset(), 0, decoding())
     with pytest.raises(InputFileError, match="tail"):
@@ -143,7 +181,7 @@ def test_problem_json_round_trip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["problem.json"]  # atomic write
     loaded = load_problem(path)
     assert loaded.to_dict() == problem.to_dict() and loaded.source == path
-    assert loaded.params == problem.params and loaded.splits == problem.splits
+    assert loaded.params == problem.params and loaded.segments == problem.segments
     for name in ("train", "val", "test"):
         np.testing.assert_array_equal(loaded.starts[name], problem.starts[name])
         assert loaded.starts[name].dtype == np.int64
@@ -173,7 +211,7 @@ def test_load_problem_names_the_file_and_the_missing_field(tmp_path):
             {**data, "params": {k: v for k, v in data["params"].items() if k != "gap_frames"}},
             "gap_frames",
         ),
-        ({**data, "splits": {**data["splits"], "val": {"start": 0}}}, "stop"),
+        ({**data, "segments": {**data["segments"], "val": [{"start": 0}]}}, "stop"),
     ):
         path.write_text(json.dumps(broken))
         with pytest.raises(InputFileError, match=rf"problem\.json: expected fields \['{field}'\]"):
@@ -225,12 +263,16 @@ def test_window_starts_lists():
 
 
 def test_check_window_fits_names_split_and_lengths():
-    splits = chronological_split(100, 0.7, 0.1, 0.2, 5)
-    check_window_fits(splits, 9)
+    segments = {k: (v,) for k, v in chronological_split(100, 0.7, 0.1, 0.2, 5).items()}
+    check_window_fits(segments, 9)
     with pytest.raises(ConfigError) as error:
-        check_window_fits(splits, 10)
-    assert "split 'val' has 9 frames" in str(error.value) and error.value.key == "decoding.windows"
+        check_window_fits(segments, 10)
+    assert "'val' block (9 frames" in str(error.value) and error.value.key == "decoding.windows"
     assert "found 10" in str(error.value)
+    # training may fit in its longer segment; every test segment must hold a whole window
+    check_window_fits({"train": (slice(0, 3), slice(10, 30)), **segments}, 9)
+    with pytest.raises(ConfigError, match="'test' block \\(4 frames in its shortest"):
+        check_window_fits({**segments, "test": (slice(90, 94), slice(95, 100))}, 5)
 
 
 def test_normaliser_uses_training_frames_only():
@@ -308,3 +350,103 @@ def test_lag_neural_pairs_tail_with_later_neural_frames():
         lag_neural(ds, 5)
     with pytest.raises(ConfigError, match="neural_lag_frames"):
         lag_neural(ds, -1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocked cross-validation
+
+
+def _lengths(segments):
+    return {name: [(p.start, p.stop) for p in parts] for name, parts in segments.items()}
+
+
+def test_blocked_split_by_hand():
+    # T = 100, K = 5, val floor(0.1 x 100) = 10, gap 3: test blocks 0-19, 20-39, ..., 80-99.
+    # Fold 0: no room before the test block, so val follows it: 23-32, train 36-99.
+    assert _lengths(blocked_split(100, 0, 5, 0.1, 3)) == {
+        "train": [(36, 100)],
+        "val": [(23, 33)],
+        "test": [(0, 20)],
+    }
+    # Fold 2 (the docstring's example): val 27-36 before the test block, train on both sides.
+    assert _lengths(blocked_split(100, 2, 5, 0.1, 3)) == {
+        "train": [(0, 24), (63, 100)],
+        "val": [(27, 37)],
+        "test": [(40, 60)],
+    }
+    assert _lengths(blocked_split(100, 4, 5, 0.1, 3)) == {
+        "train": [(0, 64)],
+        "val": [(67, 77)],
+        "test": [(80, 100)],
+    }
+    # 7 frames in 3 folds: floor(k x 7 / 3) = 0, 2, 4, 7
+    assert [blocked_split(7, k, 3, 0.15, 0)["test"] for k in range(3)] == [
+        (slice(0, 2),),
+        (slice(2, 4),),
+        (slice(4, 7),),
+    ]
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a[:, None] - b[None, :]).min())
+
+
+@pytest.mark.parametrize("folds", [1, 2, 3, 5, 7])
+@pytest.mark.parametrize("gap", [0, 4, 9])
+def test_fold_boundaries_and_gaps_hold_for_every_k(folds, gap):
+    params = decoding(folds=folds, gap_frames=gap)
+    n_frames = 211
+    tested = []
+    for fold in range(folds):
+        segments = fold_segments(n_frames, fold, params, gap)
+        frames = {name: segment_frames(parts) for name, parts in segments.items()}
+        assert all(np.all(np.diff(f) > 0) for f in frames.values())
+        # every frame of one block is more than `gap` frames from every frame of another
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+            assert _distance(frames[a], frames[b]) > gap
+        usable = n_frames - 2 * gap  # one fold: the chronological split of what the gaps leave
+        one_fold = math.floor(0.8 * usable + 1e-9) - math.floor(0.7 * usable + 1e-9)
+        assert frames["val"].size == (21 if folds > 1 else one_fold)  # floor(0.1 x 211) = 21
+        tested.append(frames["test"])
+    tested = np.concatenate(tested)
+    if folds > 1:  # the test blocks tile the recording
+        np.testing.assert_array_equal(np.sort(tested), np.arange(n_frames))
+
+
+def test_every_window_and_model_is_scored_on_the_same_test_frames():
+    dataset = make_dataset(n_frames=300)
+    params = decoding(windows=[5, 10, 15], folds=3, calcium_decay_s=2.0)
+    for fold in range(3):
+        covered = set()
+        for window in (5, 10, 15):
+            problem = build_problem(dataset, window, params, fold)
+            # the gap follows the longest window, not this one: 15 + ceil(2 s x 2 Hz) = 19
+            assert problem.gap_frames == 19
+            starts = problem.starts["test"]
+            frames, _ = average_window_predictions(
+                starts, window, np.zeros((starts.size, window, 1)), problem.n_frames
+            )
+            covered.add(tuple(frames))
+            np.testing.assert_array_equal(frames, problem.splits["test"])
+        assert len(covered) == 1
+
+
+def test_a_split_training_block_never_has_a_window_across_its_hole():
+    dataset = make_dataset(n_frames=200)
+    problem = build_problem(dataset, 5, decoding(folds=4, gap_frames=3), fold=1)
+    (before, after) = problem.segments["train"]
+    assert (before.start, after.stop) == (0, 200)
+    # fold 1 of 4: test 50-99, val 27-36 before it, train 0-23 and 103-199
+    assert (before.stop, after.start) == (24, 103)
+    expected = np.r_[0 : 24 - 4, 103 : 200 - 4]  # starts whose window ends inside its segment
+    np.testing.assert_array_equal(problem.starts["train"], expected)
+    np.testing.assert_array_equal(expected, segment_starts(problem.segments["train"], 5))
+    # the normaliser reads the training frames of both segments, and only them
+    x = dataset["dff"].values
+    train = np.r_[before.start : before.stop, after.start : after.stop]
+    np.testing.assert_allclose(problem.normaliser.mean, x[train].mean(axis=0), rtol=1e-6)
+
+
+def test_a_fold_without_room_for_its_blocks_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"decoding\.folds.*fold 0 of 2"):
+        blocked_split(100, 0, 2, 0.45, 10)

@@ -99,7 +99,7 @@ class _Run:
         starts: (n_windows,) int64 starts of the explained windows (positions along T').
         window: window length in frames.
         train_mean: (N,) float32 training-split mean of x: the value of a masked neuron.
-        splits: {"train", "val", "test": slice} rows of x (the run's own splits).
+        splits: {"train", "val", "test": (n,) int64} frames of x per block (the run's own).
         device: where the model runs.
     """
 
@@ -109,7 +109,7 @@ class _Run:
     starts: np.ndarray
     window: int
     train_mean: np.ndarray
-    splits: Mapping[str, slice]
+    splits: Mapping[str, np.ndarray]
     device: str | torch.device
 
 
@@ -189,7 +189,7 @@ def explain_run(
     """
     lagged = problem.lagged(dataset)
     x, y = problem.recording(dataset)
-    starts = saliency_starts(problem.splits, problem.window_frames, saliency)
+    starts = saliency_starts(problem.segments, problem.window_frames, saliency)
     # masking a neuron = setting it to its training mean (0 after z-scoring)
     train_mean = x[problem.splits["train"]].mean(axis=0).astype(np.float32)
     run = _Run(model, x, y, starts, problem.window_frames, train_mean, problem.splits, device)
@@ -473,13 +473,17 @@ def write_explanation(
     """Write one run's explanation, each file atomically: the importance netCDF, the region and
     deletion tables (each with a provenance sidecar) and the scores JSON.
 
-    The sidecars and the scores record `parameters` plus the run's splits (``run``, rows of the
-    lagged recording) and neural lag.
+    The sidecars and the scores record `parameters` plus the run's split segments (``run``, rows of
+    the lagged recording), fold and neural lag.
     """
-    splits = {name: {"start": s.start, "stop": s.stop} for name, s in problem.splits.items()}
+    segments = {
+        name: [{"start": p.start, "stop": p.stop} for p in parts]
+        for name, parts in problem.segments.items()
+    }
     record = {
         **parameters,
-        "run": splits,
+        "run": segments,
+        "fold": problem.fold,
         "neural_lag_frames": problem.params.neural_lag_frames,
     }
     write_netcdf(explanation.importance, importance)

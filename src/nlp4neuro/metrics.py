@@ -28,9 +28,9 @@ rank items, e.g. regions, alike?) and `rank_consistency` (the same for one regio
 fish, over the regions that every fish ranks).
 
 Table functions turn prediction files (architecture.md, "Predictions netCDF") into tidy tables:
-`score_predictions` (one file), `metrics_table` (many files), `summarise` (seeds averaged within
-each fish; the fish is the unit of replication for `nlp4neuro.statistics`) and `skill`
-(1 - error / error of a named reference model such as "ridge" or "mean").
+`score_predictions` (one file), `metrics_table` (many files), `summarise` (folds, then seeds,
+averaged within each fish; the fish is the unit of replication for `nlp4neuro.statistics`) and
+`skill` (1 - error / error of a named reference model such as "ridge" or "mean").
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ POOLED = "pooled"
 SUMMED = "summed"
 """Segment label of metrics on the sum of the angles over segments (the paper's Fig. 2c trace)."""
 
-ID_COLUMNS: tuple[str, ...] = ("model", "kind", "fish", "seed", "window_frames", "window_s")
+ID_COLUMNS: tuple[str, ...] = (
+    "model", "kind", "fish", "seed", "fold", "window_frames", "window_s",
+)  # fmt: skip
 """Columns that identify one trained run in the tidy tables."""
 
 TABLE_COLUMNS: tuple[str, ...] = (
@@ -86,8 +88,10 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "seed_sd",
     "n_seeds",
     "n_seeds_failed",
+    "n_folds",
 )
-"""Columns of `summarise` output, in order (`value` is the mean over finite seeds)."""
+"""Columns of `summarise` output, in order (`value` is the mean over finite seeds of each
+seed's mean over its folds)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,13 +439,10 @@ def _check_predictions(ds: xr.Dataset, split: str) -> xr.Dataset:
             )
     if "split" not in ds.coords:
         raise InputFileError(source, "coord 'split' (time) with 'val'/'test'", "no 'split'")
-    missing = [
-        key for key in ("model", "kind", "fish", "seed", "window_frames") if key not in ds.attrs
-    ]
+    required = ("model", "kind", "fish", "seed", "fold", "window_frames")
+    missing = [key for key in required if key not in ds.attrs]
     if missing:
-        raise InputFileError(
-            source, "attrs model, kind, fish, seed, window_frames", f"{missing} missing"
-        )
+        raise InputFileError(source, f"attrs {', '.join(required)}", f"{missing} missing")
     selected = ds.isel(time=np.flatnonzero(ds["split"].values.astype(str) == split))
     if selected.sizes["time"] == 0:
         found = sorted(set(ds["split"].values.astype(str)))
@@ -456,7 +457,7 @@ def score_predictions(ds: xr.Dataset, split: str = "test") -> pd.DataFrame:
 
     Args:
         ds: predictions dataset (architecture.md, "Predictions netCDF"): `predicted` and `true`
-            (time, segment) in radians, coord `split`, attrs model, kind, fish, seed,
+            (time, segment) in radians, coord `split`, attrs model, kind, fish, seed, fold,
             window_frames.
         split: which frames to score ("test" for reported numbers, "val" for model selection).
 
@@ -498,6 +499,7 @@ def score_predictions(ds: xr.Dataset, split: str = "test") -> pd.DataFrame:
             ("kind", str(ds.attrs["kind"])),
             ("fish", int(ds.attrs["fish"])),
             ("seed", int(ds.attrs["seed"])),
+            ("fold", int(ds.attrs["fold"])),
             ("window_frames", window_frames),
             ("window_s", window_frames / frame_rate_hz),
         ]
@@ -511,7 +513,7 @@ def metrics_table(paths: Iterable[str | Path], split: str = "test") -> pd.DataFr
     """`score_predictions` of every predictions netCDF in `paths`, concatenated.
 
     Raises InputFileError if a file is missing, unreadable or breaks the contract, or if two files
-    describe the same run (model, fish, seed, window_frames).
+    describe the same run (model, fish, seed, fold, window_frames).
     """
     tables = []
     for path in paths:
@@ -529,7 +531,7 @@ def metrics_table(paths: Iterable[str | Path], split: str = "test") -> pd.DataFr
     if not tables:
         raise InputFileError("<metrics_table paths>", "at least one predictions file", "none")
     table = pd.concat(tables, ignore_index=True)
-    run = ["model", "fish", "seed", "window_frames", "metric", "segment"]
+    run = ["model", "fish", "seed", "fold", "window_frames", "metric", "segment"]
     duplicated = table.duplicated(run)
     if duplicated.any():
         first = table.loc[duplicated, run].iloc[0].to_dict()
@@ -539,29 +541,44 @@ def metrics_table(paths: Iterable[str | Path], split: str = "test") -> pd.DataFr
     return table
 
 
+def _fold_means(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Each seed's mean over its folds (NaN if any fold is: a diverged fold fails the seed),
+    with the number of folds averaged in `n_folds`."""
+    grouped = table.groupby([*keys, "seed"], sort=True, dropna=False)
+    means = grouped.agg(value=("value", "mean"), n_folds=("fold", "nunique")).reset_index()
+    failed = grouped["value"].apply(lambda v: bool(np.any(~np.isfinite(v.to_numpy(float)))))
+    means.loc[failed.to_numpy(), "value"] = np.nan
+    return means
+
+
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Average seeds within each fish: model x fish x window x metric x segment.
+    """Average folds within each seed, then seeds within each fish: model x fish x window x
+    metric x segment (the fish stays the unit: folds and seeds are not replicates).
 
     Args:
         table: output of `metrics_table` / `score_predictions` (or `skill`).
 
     Returns:
         DataFrame with columns `SUMMARY_COLUMNS`: `value` is the mean over the seeds with a finite
-        value, `seed_sd` their standard deviation (ddof=1; NaN with one seed), `n_seeds` how many
-        finite seeds were averaged and `n_seeds_failed` how many were NaN (diverged runs; they are
-        left out of the mean, so check this column before trusting a fish's value).
+        value of each seed's mean over its folds, `seed_sd` their standard deviation (ddof=1;
+        NaN with one seed), `n_seeds` how many finite seeds were averaged, `n_seeds_failed` how
+        many were NaN (a diverged fold; they are left out of the mean, so check this column
+        before trusting a fish's value) and `n_folds` the folds per seed.
     """
     _require_columns(
-        table, ("model", "kind", "fish", "seed", "window_frames", "metric", "segment", "value")
+        table,
+        ("model", "kind", "fish", "seed", "fold", "window_frames", "metric", "segment", "value"),
     )
     keys = [c for c in SUMMARY_COLUMNS[:8] if c in table.columns]
-    finite = np.isfinite(table["value"].to_numpy(dtype=np.float64))
-    grouped = table.assign(_finite=finite).groupby(keys, sort=True, dropna=False)
+    seeds = _fold_means(table, keys)
+    finite = np.isfinite(seeds["value"].to_numpy(dtype=np.float64))
+    grouped = seeds.assign(_finite=finite).groupby(keys, sort=True, dropna=False)
     summary = grouped.agg(
         value=("value", "mean"),
         seed_sd=("value", "std"),
         n_seeds=("_finite", "sum"),
         n_seeds_total=("seed", "nunique"),
+        n_folds=("n_folds", "max"),
     ).reset_index()
     summary["n_seeds"] = summary["n_seeds"].astype(int)
     summary["n_seeds_failed"] = summary["n_seeds_total"] - summary["n_seeds"]
@@ -579,13 +596,13 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 def skill(table: pd.DataFrame, reference_model: str, metric: str = "rmse") -> pd.DataFrame:
     """Skill relative to a named reference model: 1 - error_model / error_reference.
 
-    Computed per fish, seed, window and segment. 0 means "as good as the reference", 1 a perfect
-    model, negative values worse than the reference. Typical references are the mean predictor
-    and ridge regression, named as in the `model` column (e.g. ``skill(table, "ridge")``).
+    Computed per fish, seed, fold, window and segment. 0 means "as good as the reference", 1 a
+    perfect model, negative values worse than the reference. Typical references are the mean
+    predictor and ridge regression, named as in the `model` column (``skill(table, "ridge")``).
 
     Deterministic references are often trained with one seed only: where the reference has no
-    run with the model's seed, the reference's mean over its seeds for that fish/window/segment is
-    used instead.
+    run with the model's seed, the reference's mean over its seeds for that
+    fish/fold/window/segment is used instead.
 
     Args:
         table: output of `metrics_table`.
@@ -598,7 +615,7 @@ def skill(table: pd.DataFrame, reference_model: str, metric: str = "rmse") -> pd
         can be concatenated with `table` and passed to `summarise`.
     """
     _require_columns(
-        table, ("model", "fish", "seed", "window_frames", "metric", "segment", "value")
+        table, ("model", "fish", "seed", "fold", "window_frames", "metric", "segment", "value")
     )
     if metric not in ("rmse", "mae"):
         raise ConfigError("metric", "an error metric, 'rmse' or 'mae'", metric)
@@ -611,7 +628,7 @@ def skill(table: pd.DataFrame, reference_model: str, metric: str = "rmse") -> pd
         )
     others = rows[rows["model"] != reference_model]
     split_key = ["split"] if "split" in rows.columns else []
-    keys = ["fish", "window_frames", "segment", *split_key]
+    keys = ["fish", "fold", "window_frames", "segment", *split_key]
     by_seed = reference[[*keys, "seed", "value"]].rename(columns={"value": "reference_value"})
     seed_mean = (
         reference.groupby(keys, dropna=False)["value"].mean().rename("reference_mean").reset_index()
@@ -623,7 +640,7 @@ def skill(table: pd.DataFrame, reference_model: str, metric: str = "rmse") -> pd
     unmatched = reference_value.isna()
     if unmatched.any():
         logger.warning(
-            "%d rows have no %s run for their fish/window/segment; their skill is NaN",
+            "%d rows have no %s run for their fish/fold/window/segment; their skill is NaN",
             int(unmatched.sum()),
             reference_model,
         )

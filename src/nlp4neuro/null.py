@@ -4,8 +4,8 @@ A decoder's test R² alone does not say how much of it is decoding: smooth signa
 test block give a chance level that is not exactly 0. `circular_shift_null` estimates it per
 fish and window, for the ridge baseline:
 
-1. The decoding problem is built once (`nlp4neuro.problem.build_problem`): lag, splits and the
-   input normaliser are exactly those the trained decoders use.
+1. The decoding problem of every fold is built once (`nlp4neuro.problem.build_problem`): lag,
+   blocks and input normaliser are exactly those the trained decoders use.
 2. Each shift s is drawn uniformly from the integers in [min_shift, T' - min_shift] (seeded;
    with replacement), T' the lagged recording's frames. The smallest shift is the largest of
    the config floor (`null_distribution.min_shift_frames`), the autocorrelation length of the
@@ -18,7 +18,9 @@ fish and window, for the ridge baseline:
    own temporal structure is kept.
 4. Ridge is fitted on the training block, its penalty chosen on the validation block
    (`nlp4neuro.ridge.fit_ridge`, the fit of the ridge baseline) and scored on the test block
-   with `nlp4neuro.metrics`: R² and RMSE of the summed tail and pooled over segments.
+   with `nlp4neuro.metrics`: R² and RMSE of the summed tail and pooled over segments. With K
+   folds (decoding.folds) every fit is done per fold, with the fold's normaliser, and the K
+   scores averaged, as the metrics of the trained models are; the same shift serves all folds.
 
 The unshifted fit is the observed score (the ridge baseline's, up to the float32 rounding of
 its stored predictions). `summarise_null` states each metric against its null: mean, sd, the
@@ -150,7 +152,7 @@ def _scores(true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
 
 
 def _fit_and_score(
-    x: np.ndarray, y: np.ndarray, splits: Mapping[str, slice], alphas: Sequence[float]
+    x: np.ndarray, y: np.ndarray, splits: Mapping[str, np.ndarray], alphas: Sequence[float]
 ) -> dict[str, float]:
     """Ridge on the train rows of x (T', N) -> y (T', K), penalty chosen on val, test scores."""
     train, val, test = splits["train"], splits["val"], splits["test"]
@@ -161,7 +163,7 @@ def _fit_and_score(
     return {"alpha": fitted.alpha, **_scores(y_test, fitted.predict(x_test))}
 
 
-def _identity(dataset: xr.Dataset, problem: DecodingProblem) -> dict[str, Any]:
+def _identity(dataset: xr.Dataset, window_frames: int) -> dict[str, Any]:
     """The columns naming the run: model, fish, window_frames, window_s."""
     source = dataset.encoding.get("source", "<dataset in memory>")
     if "fish" not in dataset.attrs:
@@ -170,9 +172,25 @@ def _identity(dataset: xr.Dataset, problem: DecodingProblem) -> dict[str, Any]:
     return {
         "model": MODEL,
         "fish": str(dataset.attrs["fish"]),
-        "window_frames": problem.window_frames,
-        "window_s": problem.window_frames / rate,
+        "window_frames": int(window_frames),
+        "window_s": int(window_frames) / rate,
     }
+
+
+def _fold_scores(
+    folds: Sequence[tuple[DecodingProblem, np.ndarray]],
+    y: np.ndarray,
+    shift: int,
+    alphas: Sequence[float],
+) -> dict[str, float]:
+    """Ridge's test scores averaged over the folds, after rolling each fold's x by `shift`
+    frames; `alpha` is the median of the penalties the folds chose."""
+    scores = [
+        _fit_and_score(np.roll(x, shift, axis=0) if shift else x, y, problem.splits, alphas)
+        for problem, x in folds
+    ]
+    mean = {key: float(np.mean([score[key] for score in scores])) for key in scores[0]}
+    return {**mean, "alpha": float(np.median([score["alpha"] for score in scores]))}
 
 
 def circular_shift_null(
@@ -189,8 +207,8 @@ def circular_shift_null(
 
     Args:
         dataset: one fish's dataset (the "Dataset netCDF" contract).
-        params: the decoding settings (`DecodingParams.from_config`).
-        window_frames: window length in frames (sets the gap when decoding.gap_frames is null).
+        params: the decoding settings (`DecodingParams.from_config`; its folds are averaged).
+        window_frames: window length in frames (sets the smallest shift with the gap).
         n_shifts: number of shifts (null_distribution.n_shifts).
         min_shift_frames: floor of the smallest shift (null_distribution.min_shift_frames).
         seed: seed of the shift draw (the config's seed).
@@ -199,31 +217,31 @@ def circular_shift_null(
     Returns:
         One row per fit: model, fish, window_frames, window_s, role ("observed" for the
         unshifted fit, first, then "null"), shift_frames (0 for observed), min_shift_frames (the
-        smallest shift allowed), n_frames (T'), alpha (chosen penalty), r2_summed, rmse_summed,
-        r2_pooled, rmse_pooled (dimensionless, rad).
+        smallest shift allowed), n_frames (T'), alpha (chosen penalty, median over folds),
+        r2_summed, rmse_summed, r2_pooled, rmse_pooled (dimensionless, rad; means over folds).
     """
-    problem = build_problem(dataset, window_frames, params)
-    x, y = problem.recording(dataset)
+    problems = [build_problem(dataset, window_frames, params, k) for k in range(params.folds)]
+    folds = [(problem, problem.recording(dataset)[0]) for problem in problems]
+    y = problems[0].recording(dataset)[1]
+    n_frames = problems[0].n_frames
     min_shift = smallest_shift(
-        min_shift_frames, y.sum(axis=1, dtype=np.float64), window_frames, problem.gap_frames
+        min_shift_frames, y.sum(axis=1, dtype=np.float64), window_frames, problems[0].gap_frames
     )
-    shifts = draw_shifts(problem.n_frames, n_shifts, min_shift, seed)
-    last = problem.n_frames - min_shift
+    shifts = draw_shifts(n_frames, n_shifts, min_shift, seed)
     logger.info(
-        "null: %d shifts in [%d, %d] of %d frames", n_shifts, min_shift, last, problem.n_frames
-    )
-    fixed = {**_identity(dataset, problem), "min_shift_frames": min_shift}
-    observed = _fit_and_score(x, y, problem.splits, alphas)
-    rows = [{**fixed, "role": "observed", "shift_frames": 0, **observed}]
+        "null: %d shifts in [%d, %d] of %d frames, %d fold(s)",
+        n_shifts, min_shift, n_frames - min_shift, n_frames, len(folds),
+    )  # fmt: skip
+    fixed = {**_identity(dataset, window_frames), "min_shift_frames": min_shift}
+    rows = [{**fixed, "role": "observed", "shift_frames": 0, **_fold_scores(folds, y, 0, alphas)}]
     logger.info("null: observed R² (summed tail) %.4f", rows[0]["r2_summed"])
     for index, shift in enumerate(shifts, start=1):
-        shifted = np.roll(x, int(shift), axis=0)
-        scores = _fit_and_score(shifted, y, problem.splits, alphas)
+        scores = _fold_scores(folds, y, int(shift), alphas)
         rows.append({**fixed, "role": "null", "shift_frames": int(shift), **scores})
         if index % 10 == 0 or index == n_shifts:
             logger.info("null: %d of %d shifts fitted", index, n_shifts)
     table = pd.DataFrame(rows)
-    table["n_frames"] = problem.n_frames
+    table["n_frames"] = n_frames
     return table[list(SHIFT_COLUMNS)]
 
 

@@ -5,9 +5,14 @@ cut into a decoding problem, once; training, prediction and explanation then rea
 numbers from the one `DecodingProblem` (saved as ``problem.json`` in the run folder):
 
 - the neural lag: the tail of frame t is paired with ``dff`` of frame t + lag (`lag_neural`);
-- chronological train / val / test blocks with a gap between them (`chronological_split`), so
-  no window and no lagged input reaches across a block boundary;
-- the sliding-window starts inside each block (`window_starts`, stride 1);
+- the train / val / test blocks of one fold (`fold_segments`): with ``folds: 1`` one
+  chronological split (`chronological_split`); with K > 1 folds the K-th test block of K
+  contiguous ones (`blocked_split`, blocked cross-validation). A gap on each side of the test
+  and validation blocks, the same for every window length (`DecodingParams.resolved_gap`), so
+  every window and model is scored on the same test frames and no window, lagged input or
+  calcium transient reaches across a block boundary. A block may be cut in two (training
+  before and after a middle test block): its `segments`; windows never cross a segment edge;
+- the sliding-window starts inside each segment (`window_starts`, stride 1);
 - the per-neuron input normaliser, fitted on training frames only (`fit_input_normaliser`).
 
 All frame indices here are positions along the LAGGED dataset's ``time`` axis (0..T'-1), not
@@ -40,7 +45,7 @@ SPLIT_NAMES = ("train", "val", "test")
 # during training but active later would otherwise be divided by ~0. A numerical guard, not a
 # modelling choice, so it is no config key.
 STD_FLOOR_FRACTION = 0.01
-_FORMAT = "nlp4neuro decoding problem 1"
+_FORMAT = "nlp4neuro decoding problem 2"
 
 
 @dataclass(frozen=True)
@@ -48,27 +53,40 @@ class DecodingParams:
     """How a decoding problem is cut from a dataset (the config's ``decoding`` section).
 
     Attributes:
-        train_fraction, val_fraction, test_fraction: chronological split of the frames (sum 1).
-        gap_frames: frames left out between train/val and val/test; None = the window length.
+        windows: every window length of the run (the default gap follows the longest).
+        folds: K; 1 = one chronological split, K > 1 = blocked cross-validation.
+        train_fraction, val_fraction, test_fraction: the split with one fold (sum 1); with
+            K > 1 folds only val_fraction is used (test blocks are 1 / K of the recording).
+        gap_frames: frames left out on each side of the test and validation blocks; None =
+            max(windows) + calcium_decay_s in frames (`resolved_gap`).
+        calcium_decay_s: time for the indicator's response to fade, in seconds.
         neural_lag_frames: pair the tail at frame t with neural frame t + lag; 0 = concurrent.
         input_normalisation: "zscore" (per neuron, training statistics) or "none".
     """
 
+    windows: tuple[int, ...]
+    folds: int
     train_fraction: float
     val_fraction: float
     test_fraction: float
     gap_frames: int | None
+    calcium_decay_s: float
     neural_lag_frames: int
     input_normalisation: str
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "windows", tuple(int(w) for w in self.windows))
         total = self.train_fraction + self.val_fraction + self.test_fraction
         if not math.isclose(total, 1.0, abs_tol=1e-6):
             raise ConfigError(
                 "decoding.train_fraction + val_fraction + test_fraction", "a sum of 1", total
             )
+        if not self.windows or min(self.windows) < 1:
+            raise ConfigError("decoding.windows", "integers >= 1", list(self.windows))
+        if int(self.folds) != self.folds or self.folds < 1:
+            raise ConfigError("decoding.folds", "an integer >= 1", self.folds)
         if self.gap_frames is not None:
-            self.resolved_gap(self.gap_frames)
+            self.resolved_gap(float("nan"))
 
     @classmethod
     def from_config(cls, decoding: Mapping[str, Any]) -> DecodingParams:
@@ -76,16 +94,30 @@ class DecodingParams:
         return build(cls, decoding, "decoding")
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {**values, "windows": list(self.windows)}
 
-    def resolved_gap(self, window_frames: int) -> int:
-        """Gap between blocks in frames: `gap_frames`, or the window length when None.
+    def resolved_gap(self, frame_rate_hz: float) -> int:
+        """Gap on each side of the test and validation blocks, in frames.
+
+        `gap_frames`, or when None the longest window plus `calcium_decay_s` in frames (rounded
+        up): the same for every window length, so the test blocks do not move with the window.
 
         Raises:
             ConfigError (decoding.gap_frames): a gap shorter than the neural lag, which would let
                 the last training frames' lagged inputs reach into the validation block.
+            ValueError: a null gap_frames and no positive frame rate to convert by.
         """
-        gap = int(window_frames) if self.gap_frames is None else int(self.gap_frames)
+        if self.gap_frames is None:
+            if not (math.isfinite(frame_rate_hz) and frame_rate_hz > 0):
+                raise ValueError(
+                    f"frame_rate_hz: expected a positive rate to convert decoding.calcium_decay_s "
+                    f"into frames, found {frame_rate_hz}"
+                )
+            decay = math.ceil(self.calcium_decay_s * frame_rate_hz - 1e-9)
+            gap = max(self.windows) + decay
+        else:
+            gap = int(self.gap_frames)
         if gap < self.neural_lag_frames:
             raise ConfigError(
                 "decoding.gap_frames",
@@ -186,16 +218,91 @@ def chronological_split(
     return splits
 
 
-def check_window_fits(splits: Mapping[str, slice], window_frames: int) -> None:
-    """Raise ConfigError (decoding.windows) if a window is longer than any split."""
-    for name, block in splits.items():
-        length = block.stop - block.start
-        if window_frames > length:
+def blocked_split(
+    n_frames: int, fold: int, folds: int, val: float, gap_frames: int
+) -> dict[str, tuple[slice, ...]]:
+    """Fold `fold` of a blocked K-fold cross-validation over frames 0..n_frames-1.
+
+    The recording is cut into K contiguous test blocks, block k = [floor(k T / K), floor((k + 1)
+    T / K)), so the K test blocks tile it. The validation block (floor(val T) frames) sits
+    before the test block, `gap_frames` away, when it fits there with a gap before it, else
+    after the test block; training takes every other frame at least `gap_frames` away from
+    both blocks: up to two segments, before and after. Example (T = 100, K = 5, val 0.1, gap
+    3, fold 2): test 40-59, val 27-36, train 0-23 and 63-99.
+
+    Returns:
+        {"train", "val", "test": tuple of slices}, the segments of each block in time order.
+
+    Raises:
+        ConfigError: fold outside 0..K-1, or a block left without frames.
+    """
+    if not 0 <= fold < folds:
+        raise ConfigError("decoding.folds", f"a fold in 0..{folds - 1}", fold)
+    test = slice(math.floor(fold * n_frames / folds), math.floor((fold + 1) * n_frames / folds))
+    n_val = math.floor(val * n_frames + 1e-9)
+    if test.start - 2 * gap_frames - n_val >= 0:
+        val_block = slice(test.start - gap_frames - n_val, test.start - gap_frames)
+    else:
+        val_block = slice(test.stop + gap_frames, test.stop + gap_frames + n_val)
+    first, second = sorted((test, val_block), key=lambda block: block.start)
+    train = (slice(0, first.start - gap_frames), slice(second.stop + gap_frames, n_frames))
+    segments = {
+        "train": tuple(part for part in train if part.stop > part.start),
+        "val": (val_block,) if 0 < n_val and val_block.stop <= n_frames else (),
+        "test": (test,) if test.stop > test.start else (),
+    }
+    lengths = {name: sum(p.stop - p.start for p in parts) for name, parts in segments.items()}
+    if min(lengths.values()) < 1:
+        raise ConfigError(
+            "decoding.folds",
+            f"frames in every block of fold {fold} of {folds} from {n_frames} frames with a "
+            f"gap of {gap_frames} and val_fraction {val}",
+            lengths,
+        )
+    return segments
+
+
+def fold_segments(
+    n_frames: int, fold: int, params: DecodingParams, gap_frames: int
+) -> dict[str, tuple[slice, ...]]:
+    """The train / val / test segments of one fold: `chronological_split` with one fold (test
+    last), `blocked_split` with more."""
+    if params.folds == 1:
+        if fold != 0:
+            raise ConfigError("decoding.folds", "fold 0 (decoding.folds is 1)", fold)
+        split = chronological_split(
+            n_frames, params.train_fraction, params.val_fraction, params.test_fraction, gap_frames
+        )
+        return {name: (block,) for name, block in split.items()}
+    return blocked_split(n_frames, fold, params.folds, params.val_fraction, gap_frames)
+
+
+def segment_frames(segments: tuple[slice, ...]) -> np.ndarray:
+    """(n,) int64 positions of every frame in `segments`, in time order."""
+    if not segments:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([np.arange(p.start, p.stop, dtype=np.int64) for p in segments])
+
+
+def check_window_fits(segments: Mapping[str, tuple[slice, ...]], window_frames: int) -> None:
+    """Raise ConfigError (decoding.windows) unless a window fits in some segment of every block
+    and covers the whole test block (every test segment at least one window long)."""
+    for name, parts in segments.items():
+        lengths = [p.stop - p.start for p in parts]
+        short = min(lengths) if name == "test" else max(lengths)
+        if window_frames > short:
             raise ConfigError(
                 "decoding.windows",
-                f"a window no longer than every split (split {name!r} has {length} frames)",
+                f"a window no longer than the {name!r} block ({short} frames in its "
+                f"{'shortest' if name == 'test' else 'longest'} segment)",
                 window_frames,
             )
+
+
+def segment_starts(segments: tuple[slice, ...], window_frames: int, stride: int = 1) -> np.ndarray:
+    """Starts of the windows lying entirely inside one of `segments` (`window_starts` each)."""
+    starts = [window_starts(part, window_frames, stride) for part in segments]
+    return np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
 
 
 def window_starts(split: slice, window_frames: int, stride: int = 1) -> np.ndarray:
@@ -331,7 +438,7 @@ class InputNormaliser:
 
 def fit_input_normaliser(
     dff: np.ndarray,
-    train: slice,
+    train: slice | np.ndarray,
     method: str,
     std_floor_fraction: float = STD_FLOOR_FRACTION,
 ) -> InputNormaliser:
@@ -342,7 +449,7 @@ def fit_input_normaliser(
 
     Args:
         dff: (T, n_neurons) signal (the lagged dataset's `dff`).
-        train: the training block of `chronological_split`.
+        train: the training frames (a slice, or index positions as `DecodingProblem.splits`).
         method: "zscore" or "none" (identity normaliser).
         std_floor_fraction: floor as a fraction of the median neuron std, in [0, 1].
     """
@@ -416,10 +523,12 @@ class DecodingProblem:
 
     Attributes:
         window_frames: window length in frames.
-        gap_frames: the resolved gap between blocks in frames (`DecodingParams.resolved_gap`).
+        fold: which fold of `params.folds` this problem is (0 with one fold).
+        gap_frames: the resolved gap beside the blocks in frames (`DecodingParams.resolved_gap`).
         params: the decoding settings it was built with.
-        splits: {"train", "val", "test": slice} rows of the LAGGED recording.
-        starts: {split: (n_windows,) int64} window starts inside each split (stride 1).
+        segments: {"train", "val", "test": tuple of slices} contiguous rows of the LAGGED
+            recording per block (`fold_segments`); `splits` gives their frames as index arrays.
+        starts: {split: (n_windows,) int64} window starts inside each segment (stride 1).
         normaliser: per-neuron input scaling fitted on the training rows.
         n_frames, n_neurons, n_outputs: shape of the lagged recording, T' x N -> K.
         dataset: fingerprint of the (unlagged) dataset it was built from (`dataset_fingerprint`).
@@ -427,9 +536,10 @@ class DecodingProblem:
     """
 
     window_frames: int
+    fold: int
     gap_frames: int
     params: DecodingParams
-    splits: dict[str, slice]
+    segments: dict[str, tuple[slice, ...]]
     starts: dict[str, np.ndarray]
     normaliser: InputNormaliser
     n_frames: int
@@ -437,6 +547,12 @@ class DecodingProblem:
     n_outputs: int
     dataset: dict[str, Any]
     source: Path | None = None
+
+    @property
+    def splits(self) -> dict[str, np.ndarray]:
+        """{"train", "val", "test": (n,) int64} the frames of each block, in time order (index
+        arrays: ``x[problem.splits["train"]]`` are the training frames)."""
+        return {name: segment_frames(parts) for name, parts in self.segments.items()}
 
     def lagged(self, dataset: xr.Dataset) -> xr.Dataset:
         """`dataset` with the neural lag applied: coords and tail are those of the target frames.
@@ -469,9 +585,13 @@ class DecodingProblem:
         return {
             "format": _FORMAT,
             "window_frames": self.window_frames,
+            "fold": self.fold,
             "gap_frames": self.gap_frames,
             "params": self.params.to_dict(),
-            "splits": {n: {"start": s.start, "stop": s.stop} for n, s in self.splits.items()},
+            "segments": {
+                name: [{"start": p.start, "stop": p.stop} for p in parts]
+                for name, parts in self.segments.items()
+            },
             "starts": {name: starts.tolist() for name, starts in self.starts.items()},
             "normaliser": self.normaliser.to_dict(),
             "n_frames": self.n_frames,
@@ -485,34 +605,52 @@ class DecodingProblem:
         return write_json(path, self.to_dict(), indent=1)
 
 
+def _frame_rate(dataset: xr.Dataset, params: DecodingParams) -> float:
+    """The dataset's frame rate when the gap needs it (gap_frames null), else NaN."""
+    if params.gap_frames is not None:
+        return float("nan")
+    rate = float(dataset.attrs.get("frame_rate_hz", np.nan))
+    if not (math.isfinite(rate) and rate > 0):
+        raise InputFileError(
+            dataset.encoding.get("source", "<dataset in memory>"),
+            "a positive 'frame_rate_hz' attribute (it converts decoding.calcium_decay_s into "
+            "the gap; or set decoding.gap_frames)",
+            dataset.attrs.get("frame_rate_hz"),
+        )
+    return rate
+
+
 def build_problem(
-    dataset: xr.Dataset, window_frames: int, params: DecodingParams
+    dataset: xr.Dataset, window_frames: int, params: DecodingParams, fold: int = 0
 ) -> DecodingProblem:
-    """Cut one fish's dataset into a decoding problem (see the module docstring).
+    """Cut one fish's dataset into the decoding problem of one window and fold (see the module
+    docstring).
 
     Raises:
-        InputFileError: the dataset lacks `dff`/`tail` on (time, neuron)/(time, segment).
-        ConfigError: a window < 1 or longer than a split (decoding.windows), a gap shorter than
-            the lag (decoding.gap_frames), or a lag or gap that leaves an empty block.
+        InputFileError: the dataset lacks `dff`/`tail` on (time, neuron)/(time, segment), or a
+            frame rate when the gap needs one.
+        ConfigError: a window < 1 or longer than a block (decoding.windows), a gap shorter than
+            the lag (decoding.gap_frames), a fold outside 0..folds-1, or an empty block.
     """
     window = int(window_frames)
     if window < 1:
         raise ConfigError("decoding.windows", "an integer >= 1", window_frames)
-    gap = params.resolved_gap(window)
+    gap = params.resolved_gap(_frame_rate(dataset, params))
     fingerprint = dataset_fingerprint(dataset)
     dff, _ = _arrays(lag_neural(dataset, params.neural_lag_frames))
     n_frames, n_neurons = dff.shape
-    splits = chronological_split(
-        n_frames, params.train_fraction, params.val_fraction, params.test_fraction, gap
-    )
-    check_window_fits(splits, window)
+    segments = fold_segments(n_frames, int(fold), params, gap)
+    check_window_fits(segments, window)
     return DecodingProblem(
         window_frames=window,
+        fold=int(fold),
         gap_frames=gap,
         params=params,
-        splits=splits,
-        starts={name: window_starts(block, window) for name, block in splits.items()},
-        normaliser=fit_input_normaliser(dff, splits["train"], params.input_normalisation),
+        segments=segments,
+        starts={name: segment_starts(parts, window) for name, parts in segments.items()},
+        normaliser=fit_input_normaliser(
+            dff, segment_frames(segments["train"]), params.input_normalisation
+        ),
         n_frames=n_frames,
         n_neurons=n_neurons,
         n_outputs=int(dataset.sizes["segment"]),
@@ -544,7 +682,7 @@ def _read_json(path: Path) -> Any:
         raise InputFileError(path, "a JSON file", repr(error)) from error
 
 
-_TOP_LEVEL = ("format", "window_frames", "gap_frames", "params", "splits", "starts",
+_TOP_LEVEL = ("format", "window_frames", "fold", "gap_frames", "params", "segments", "starts",
               "normaliser", "n_frames", "n_neurons", "n_outputs", "dataset")  # fmt: skip
 
 
@@ -554,10 +692,13 @@ def _check_layout(data: Any, path: Path) -> None:
     if data["format"] != _FORMAT:
         raise InputFileError(path, f"format {_FORMAT!r}", repr(data["format"]))
     _fields(data["params"], tuple(DecodingParams.__dataclass_fields__), path, "params")
-    _fields(data["splits"], SPLIT_NAMES, path, "splits")
+    _fields(data["segments"], SPLIT_NAMES, path, "segments")
     _fields(data["starts"], SPLIT_NAMES, path, "starts")
     for name in SPLIT_NAMES:
-        _fields(data["splits"][name], ("start", "stop"), path, f"splits.{name}")
+        if not isinstance(data["segments"][name], list):
+            raise InputFileError(path, f"a list at segments.{name}", data["segments"][name])
+        for k, part in enumerate(data["segments"][name]):
+            _fields(part, ("start", "stop"), path, f"segments.{name}[{k}]")
     _fields(data["dataset"], ("sha256", "dff_shape", "tail_shape"), path, "dataset")
 
 
@@ -577,23 +718,24 @@ def load_problem(path: str | Path) -> DecodingProblem:
     except (ValueError, TypeError) as error:
         raise InputFileError(path, "a valid normaliser and params", str(error)) from error
     window = int(data["window_frames"])
-    splits = {
-        n: slice(int(data["splits"][n]["start"]), int(data["splits"][n]["stop"]))
-        for n in SPLIT_NAMES
+    segments = {
+        name: tuple(slice(int(p["start"]), int(p["stop"])) for p in data["segments"][name])
+        for name in SPLIT_NAMES
     }
     starts = {name: np.asarray(data["starts"][name], dtype=np.int64) for name in SPLIT_NAMES}
     for name in SPLIT_NAMES:
-        if not np.array_equal(starts[name], window_starts(splits[name], window)):
+        if not np.array_equal(starts[name], segment_starts(segments[name], window)):
             raise InputFileError(
                 path,
-                f"starts.{name} = the windows of {window} frames inside splits.{name}",
+                f"starts.{name} = the windows of {window} frames inside segments.{name}",
                 "other starts",
             )
     return DecodingProblem(
         window_frames=window,
+        fold=int(data["fold"]),
         gap_frames=int(data["gap_frames"]),
         params=params,
-        splits=splits,
+        segments=segments,
         starts=starts,
         normaliser=normaliser,
         n_frames=int(data["n_frames"]),

@@ -48,7 +48,7 @@ from nlp4neuro.config import build
 from nlp4neuro.conventions import segment_names as default_segment_names
 from nlp4neuro.errors import ConfigError
 from nlp4neuro.metrics import SUMMED, rmse_pooled
-from nlp4neuro.problem import average_window_predictions, window_starts
+from nlp4neuro.problem import average_window_predictions, segment_starts
 from nlp4neuro.provenance import versions_json
 
 logger = logging.getLogger(__name__)
@@ -144,11 +144,13 @@ def _positive_int(value: Any) -> bool:
 # Inputs
 
 
-def saliency_starts(splits: Mapping[str, slice], window: int, params: SaliencyParams) -> np.ndarray:
-    """Window starts to attribute: windows inside each split of `params.splits`.
+def saliency_starts(
+    segments: Mapping[str, tuple[slice, ...]], window: int, params: SaliencyParams
+) -> np.ndarray:
+    """Window starts to attribute: windows inside each segment of the splits `params.splits`.
 
     Args:
-        splits: {name: slice} from `nlp4neuro.dataset.chronological_split`.
+        segments: {split: tuple of slices}, `nlp4neuro.problem.DecodingProblem.segments`.
         window: window length in frames.
         params: uses `splits`, `window_stride` (None = `window`) and `max_windows`.
 
@@ -156,12 +158,12 @@ def saliency_starts(splits: Mapping[str, slice], window: int, params: SaliencyPa
         (n_windows,) int64 sorted starts. With `max_windows`, an evenly spaced subset (first
         and last window kept), so the selection spans the whole recording deterministically.
     """
-    missing = [name for name in params.splits if name not in splits]
+    missing = [name for name in params.splits if name not in segments]
     if missing:
-        raise ConfigError("saliency.splits", f"split names among {sorted(splits)}", missing)
+        raise ConfigError("saliency.splits", f"split names among {sorted(segments)}", missing)
     stride = params.window_stride or window
     starts = np.concatenate(
-        [window_starts(splits[name], window, stride) for name in params.splits]
+        [segment_starts(segments[name], window, stride) for name in params.splits]
     ).astype(np.int64)
     starts = np.unique(starts)
     if starts.size == 0:

@@ -669,7 +669,7 @@ def _fit_torch(
 
 
 def _fit_classic(
-    model: Any, x: np.ndarray, y: np.ndarray, splits: dict[str, slice], out_dir: Path
+    model: Any, x: np.ndarray, y: np.ndarray, splits: dict[str, np.ndarray], out_dir: Path
 ) -> dict[str, Any]:
     """Classic decoders: one fit on the training frames, hyperparameters chosen on val."""
     fit_start = time.perf_counter()
@@ -750,11 +750,14 @@ def _held_out_predictions(
         frames.append(covered)
         predicted.append(averaged)
         split.append(np.full(covered.shape[0], name, dtype=object))
-    held_out = lagged.isel(time=np.concatenate(frames))
+    # In time order: with K folds the validation block may follow the test block.
+    order = np.argsort(np.concatenate(frames), kind="stable")
+    held_out = lagged.isel(time=np.concatenate(frames)[order])
+    split = [np.concatenate(split)[order]]
     rad = {"units": "rad"}
     return xr.Dataset(
         data_vars={
-            "predicted": (("time", "segment"), np.concatenate(predicted), rad),
+            "predicted": (("time", "segment"), np.concatenate(predicted)[order], rad),
             "true": (("time", "segment"), held_out["tail"].values.astype(np.float32), rad),
         },
         coords={
@@ -776,6 +779,8 @@ def _prediction_attrs(job: _Job, problem: DecodingProblem, fish: Any) -> dict[st
         "fish": fish,
         "seed": int(job.seed),
         "window_frames": problem.window_frames,
+        "fold": problem.fold,
+        "folds": problem.params.folds,
         "params": json.dumps(job.params.to_dict(), sort_keys=True),
         "decoding": json.dumps(problem.params.to_dict(), sort_keys=True),
         "spec": json.dumps(job.spec_dict, sort_keys=True, default=json_default),
@@ -888,12 +893,14 @@ def _recording(
 
 def _log_problem(problem: DecodingProblem, dataset: xr.Dataset) -> None:
     logger.info(
-        "fish %s: %d frames x %d neurons -> %d outputs; window %d, gap %d, lag %d; "
-        "windows train/val/test %d/%d/%d",
+        "fish %s: %d frames x %d neurons -> %d outputs; fold %d of %d, window %d, gap %d, "
+        "lag %d; windows train/val/test %d/%d/%d",
         dataset.attrs["fish"],
         problem.n_frames,
         problem.n_neurons,
         problem.n_outputs,
+        problem.fold + 1,
+        problem.params.folds,
         problem.window_frames,
         problem.gap_frames,
         problem.params.neural_lag_frames,
@@ -934,6 +941,7 @@ def _write_outputs(
         "compute": job.compute.to_dict(),
         "seed": int(job.seed),
         "fish": fish,
+        "fold": problem.fold,
         "problem": PROBLEM_NAME,
         "summary": summary,
         "device": report,
@@ -952,6 +960,7 @@ def train_decoder(
     spec: ModelSpec,
     *,
     window_frames: int,
+    fold: int,
     decoding: DecodingParams,
     training: TrainingParams,
     compute: ComputeParams,
@@ -960,14 +969,15 @@ def train_decoder(
     checkpoint_dir: Path,
     backbone_dir: Path | None,
 ) -> dict[str, Any]:
-    """Train one configured model (`nlp4neuro.models.ModelSpec`) on one fish and save it.
+    """Train one configured model (`nlp4neuro.models.ModelSpec`) on one fish and fold, save it.
 
-    Builds the decoding problem, wires `train_and_predict` to the model builders (the decoder is
-    built on the job's device from `spec` with `seed`, saved with `save_decoder`) and removes
-    the checkpoint once every output is written (it only serves to resume a killed job).
+    Builds the decoding problem of `fold` (of decoding.folds), wires `train_and_predict` to
+    the model builders (the decoder is built on the job's device from `spec` with `seed`,
+    saved with `save_decoder`) and removes the checkpoint once every output is written (it
+    only serves to resume a killed job).
     Returns the summary of `train_and_predict`.
     """
-    problem = build_problem(dataset, window_frames, decoding)
+    problem = build_problem(dataset, window_frames, decoding, fold)
 
     def model_factory(device: torch.device) -> Any:
         return build_decoder(

@@ -45,6 +45,8 @@ for _fish in FISH:
     )
 WINDOWS = config["decoding"]["windows"]
 SEEDS = config["decoding"]["seeds"]
+# blocked cross-validation: one training job per fold (nlp4neuro.problem.fold_segments)
+FOLDS = list(range(config["decoding"]["folds"]))
 # pretrained model -> {rung: model}, e.g. {"smollm2": {"untrained": "smollm2_untrained"}}
 LADDERS = rungs_of(MODELS)
 # pretrained model -> its untrained twin
@@ -81,6 +83,7 @@ wildcard_constraints:
     fish=_alternation(FISH),
     window=r"\d+",
     seed=r"\d+",
+    fold=r"\d+",
 
 
 def backbone_key(source):
@@ -148,13 +151,22 @@ _check(
 )
 
 
-def run_dir(model, window, fish, seed):
-    return f"results/train/{model}/w{window}/fish{fish}/seed{seed}"
+def run_dir(model, window, fish, seed, fold):
+    return f"results/train/{model}/w{window}/fish{fish}/seed{seed}/fold{fold}"
 
 
-def all_runs(models=None):
+def all_runs(models=None, folds=None):
+    """(model, window, fish, seed, fold) of every training job."""
     models = MODELS if models is None else models
-    return [(m, w, f, s) for m in models for w in WINDOWS for f in FISH for s in SEEDS]
+    folds = FOLDS if folds is None else folds
+    return [
+        (m, w, f, s, k)
+        for m in models
+        for w in WINDOWS
+        for f in FISH
+        for s in SEEDS
+        for k in folds
+    ]
 
 
 def all_predictions(models=None):
@@ -209,11 +221,19 @@ def saliency_dir(model, window, fish, seed):
 
 
 def saliency_runs():
-    return all_runs(saliency_models())
+    """(model, window, fish, seed) of every map: the first fold's decoders are explained."""
+    return [run[:4] for run in all_runs(saliency_models(), folds=FOLDS[:1])]
+
+
+def explained_run_dir(model, window, fish, seed):
+    """The training run a saliency map explains: its first fold."""
+    return run_dir(model, window, fish, seed, FOLDS[0])
 
 
 def get_explain_inputs(wildcards):
-    run = run_dir(wildcards.model, wildcards.window, wildcards.fish, wildcards.seed)
+    run = explained_run_dir(
+        wildcards.model, wildcards.window, wildcards.fish, wildcards.seed
+    )
     inputs = {
         "dataset": f"results/datasets/fish{wildcards.fish}.nc",
         "model": f"{run}/model",

@@ -108,7 +108,7 @@ rule plot_evaluation:
 rule plot_predictions:
     input:
         predictions=lambda wc: [
-            f"{run_dir(m, WINDOWS[0], wc.fish, SEEDS[0])}/predictions.nc"
+            f"{run_dir(m, WINDOWS[0], wc.fish, SEEDS[0], FOLDS[0])}/predictions.nc"
             for m in MODELS
         ],
     output:

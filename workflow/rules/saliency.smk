@@ -5,8 +5,8 @@ rule explain_decoder:
     input:
         # dataset, model/, predictions.nc; the backbone for llm; the raw fish for synthetic data
         unpack(get_explain_inputs),
-        run_info="results/train/{model}/w{window}/fish{fish}/seed{seed}/run.json",
-        problem="results/train/{model}/w{window}/fish{fish}/seed{seed}/problem.json",
+        run_info=lambda wc: f"{explained_run_dir(wc.model, wc.window, wc.fish, wc.seed)}/run.json",
+        problem=lambda wc: f"{explained_run_dir(wc.model, wc.window, wc.fish, wc.seed)}/problem.json",
         atlas=atlas_inputs(),
     output:
         importance="results/saliency/{model}/w{window}/fish{fish}/seed{seed}/importance.nc",

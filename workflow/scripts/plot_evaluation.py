@@ -18,8 +18,8 @@ plot_model_comparison(summary, statistics, Path(snakemake.output.comparison).wit
 plot_window_sweep(summary, Path(snakemake.output.windows).with_suffix(""))
 curves = pd.concat(
     [
-        pd.read_csv(path).assign(model=model, window=window, fish=fish, seed=seed)
-        for (model, window, fish, seed), path in zip(
+        pd.read_csv(path).assign(model=model, window=window, fish=fish, seed=seed, fold=fold)
+        for (model, window, fish, seed, fold), path in zip(
             snakemake.params.runs, snakemake.input.curves, strict=True
         )
     ],

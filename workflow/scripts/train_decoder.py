@@ -1,4 +1,4 @@
-"""Train one model on one fish for one window length and seed; write its predictions."""
+"""Train one model on one fish for one window length, seed and fold; write its predictions."""
 
 import json
 from pathlib import Path
@@ -16,6 +16,7 @@ summary = train_decoder(
     open_dataset(snakemake.input.dataset),
     ModelSpec.from_workflow(snakemake.wildcards.model, snakemake.params.spec),
     window_frames=int(snakemake.wildcards.window),
+    fold=int(snakemake.wildcards.fold),
     decoding=DecodingParams.from_config(snakemake.params.decoding),
     training=TrainingParams.from_config(snakemake.params.training),
     compute=ComputeParams.from_config(snakemake.params.compute, threads=snakemake.threads),

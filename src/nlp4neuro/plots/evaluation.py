@@ -373,17 +373,17 @@ def _test_splits_of_one_fish(
     return {name: _test_split(ds) for name, ds in ds_by_model.items()}, fish.pop()
 
 
-CURVE_KEYS = ("model", "window", "fish", "seed")
+CURVE_KEYS = ("model", "window", "fish", "seed", "fold")
 
 
 def plot_training_curves(curves: pd.DataFrame, out_stem: str | Path) -> list[Path]:
     """Loss per epoch, one panel per model (rows) and window (columns), log y axis.
 
-    Each run (fish, seed) is a thin line, train solid and validation dashed; the median over runs
-    is drawn bold, so a grid of thousands of runs stays readable.
+    Each run (fish, seed, fold) is a thin line, train solid and validation dashed; the median
+    over runs is drawn bold, so a grid of thousands of runs stays readable.
 
     Args:
-        curves: one row per run and epoch: `model`, `window`, `fish`, `seed`, `epoch`,
+        curves: one row per run and epoch: `model`, `window`, `fish`, `seed`, `fold`, `epoch`,
             `train_loss` and optionally `val_loss` (mean-squared error, rad²).
         out_stem: output path without suffix; `.png` and `.svg` are written.
 
@@ -426,7 +426,7 @@ def _curve_panel(ax: Axes, panel: pd.DataFrame, colour: str) -> None:
         return
     columns = ["train_loss"] + (["val_loss"] if "val_loss" in panel else [])
     for column, style in zip(columns, ("-", "--"), strict=False):
-        for _, run in panel.groupby(["fish", "seed"]):
+        for _, run in panel.groupby(["fish", "seed", "fold"]):
             ax.plot(run["epoch"], run[column], color=colour, ls=style, lw=0.6, alpha=0.35)
         median = panel.groupby("epoch")[column].median()
         ax.plot(median.index, median.values, color=colour, ls=style, lw=2.0)
