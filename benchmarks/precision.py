@@ -42,17 +42,21 @@ def shrunk_config(config: dict[str, Any], args: argparse.Namespace, precision: s
 
 
 def run_workflow(config: dict, folder: Path, cores: int) -> list[Path]:
-    """Train every (model, fish, seed) of `config` in `folder` with the real Snakefile; the
-    run folders."""
+    """Train every (model, fish, seed, fold) of `config` in `folder` with the real Snakefile;
+    the run folders."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
+    from nlp4neuro.config import default_value
+
     window = config["decoding"]["windows"][0]
+    folds = config["decoding"].get("folds", default_value("decoding", "folds"))
     runs = [
-        folder / f"results/train/{m}/w{window}/fish{f}/seed{s}"
+        folder / f"results/train/{m}/w{window}/fish{f}/seed{s}/fold{k}"
         for m in config["models"]
         for f in config["fish"]
         for s in config["decoding"]["seeds"]
+        for k in range(folds)
     ]
     command = [
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
@@ -85,7 +89,7 @@ def compare(results: dict[str, list[dict]], runs: list[Path]) -> dict[str, Any]:
         parts = run.parts
         pairs.append(
             {
-                "run": "/".join(parts[-4:]),
+                "run": "/".join(parts[-5:]),
                 "fp32": fp32,
                 "bf16": bf16,
                 "difference": bf16["test_rmse"] - fp32["test_rmse"],

@@ -29,6 +29,7 @@ def make_predictions(
     kind: str = "llm",
     fish: int = 9,
     seed: int = 0,
+    fold: int = 0,
     window_frames: int = 10,
     frame_rate_hz: float = 1.1,
     n_val: int = 2,
@@ -63,6 +64,7 @@ def make_predictions(
             "kind": kind,
             "fish": fish,
             "seed": seed,
+            "fold": fold,
             "window_frames": window_frames,
             "params": "{}",
             "versions": "{}",
@@ -234,9 +236,15 @@ def test_metrics_table_reads_files_and_rejects_duplicates(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-def _table(rows: list[tuple[str, int, int, float]], metric: str = "rmse") -> pd.DataFrame:
-    """(model, fish, seed, value) rows of a minimal metrics table with window 10, pooled."""
-    frame = pd.DataFrame(rows, columns=["model", "fish", "seed", "value"])
+def _table(rows: list[tuple], metric: str = "rmse") -> pd.DataFrame:
+    """(model, fish, seed, value) or (model, fish, seed, fold, value) rows of a minimal metrics
+    table with window 10, pooled (fold 0 when not given)."""
+    columns = ["model", "fish", "seed", "value"]
+    if rows and len(rows[0]) == 5:
+        columns = ["model", "fish", "seed", "fold", "value"]
+    frame = pd.DataFrame(rows, columns=columns)
+    if "fold" not in frame:
+        frame["fold"] = 0
     frame["kind"] = "llm"
     frame["window_frames"] = 10
     frame["window_s"] = 10 / 1.1
@@ -270,6 +278,48 @@ def test_summarise_averages_seeds_within_fish():
     # fish 11: the NaN seed is counted as failed and left out of the mean
     assert summary.loc[11, "value"] == pytest.approx(0.20)
     assert summary.loc[11, "n_seeds"] == 1 and summary.loc[11, "n_seeds_failed"] == 1
+
+
+def test_summarise_averages_folds_within_each_seed_before_seeds():
+    table = _table(
+        [
+            ("gpt2", 9, 0, 0, 0.10),
+            ("gpt2", 9, 0, 1, 0.20),
+            ("gpt2", 9, 0, 2, 0.60),  # seed 0: (0.1 + 0.2 + 0.6) / 3 = 0.3
+            ("gpt2", 9, 1, 0, 0.10),
+            ("gpt2", 9, 1, 1, 0.10),
+            ("gpt2", 9, 1, 2, 0.10),  # seed 1: 0.1
+            ("gpt2", 10, 0, 0, 0.40),
+            ("gpt2", 10, 0, 1, np.nan),  # a diverged fold fails its seed
+            ("gpt2", 10, 0, 2, 0.40),
+            ("gpt2", 10, 1, 0, 0.20),
+            ("gpt2", 10, 1, 1, 0.20),
+            ("gpt2", 10, 1, 2, 0.20),
+        ]
+    )
+    summary = metrics.summarise(table).set_index("fish")
+    # fish 9: seeds 0.3 and 0.1 -> 0.2, sd sqrt(0.02), not the mean and sd of 6 fold values
+    assert summary.loc[9, "value"] == pytest.approx(0.2)
+    assert summary.loc[9, "seed_sd"] == pytest.approx(math.sqrt(0.02))
+    assert summary.loc[9, "n_seeds"] == 2 and summary.loc[9, "n_folds"] == 3
+    assert summary.loc[10, "value"] == pytest.approx(0.2)
+    assert summary.loc[10, "n_seeds"] == 1 and summary.loc[10, "n_seeds_failed"] == 1
+
+
+def test_skill_pairs_each_fold_with_the_reference_of_that_fold():
+    table = _table(
+        [
+            ("gpt2", 9, 0, 0, 0.05),
+            ("gpt2", 9, 0, 1, 0.09),
+            ("ridge", 9, 0, 0, 0.10),
+            ("ridge", 9, 0, 1, 0.30),
+        ]
+    )
+    result = metrics.skill(table, "ridge").set_index("fold")
+    # fold 0: 1 - 0.05 / 0.10 = 0.5; fold 1: 1 - 0.09 / 0.30 = 0.7
+    assert result.loc[0, "value"] == pytest.approx(0.5)
+    assert result.loc[1, "value"] == pytest.approx(0.7)
+    assert metrics.summarise(result.reset_index()).loc[0, "value"] == pytest.approx(0.6)
 
 
 def test_skill_against_reference_with_one_seed():

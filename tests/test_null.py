@@ -22,7 +22,8 @@ from nlp4neuro.null import (
     smallest_shift,
     summarise_null,
 )
-from nlp4neuro.problem import DecodingParams
+from nlp4neuro.problem import DecodingParams, build_problem
+from nlp4neuro.ridge import fit_ridge
 
 N, K = 20, 3
 WINDOW = 10
@@ -168,7 +169,8 @@ def test_shift_table_layout(planted):
     assert planted["shift_frames"].iloc[0] == 0
     min_shift = planted["min_shift_frames"].iloc[0]
     n_frames = planted["n_frames"].iloc[0]
-    assert min_shift == 2 * WINDOW + WINDOW  # gap_frames null: the window; floor 20 is smaller
+    # gap_frames null: window 10 + ceil(5.4 s x 1.1 Hz) = 16; the floor 20 is smaller
+    assert min_shift == 2 * WINDOW + WINDOW + 6
     null_shifts = planted["shift_frames"].iloc[1:]
     assert null_shifts.min() >= min_shift and null_shifts.max() <= n_frames - min_shift
     assert set(planted["fish"]) == {"9"} and set(planted["window_frames"]) == {WINDOW}
@@ -222,3 +224,27 @@ def test_gather_null_summaries(planted, tmp_path):
     summary.drop(columns="r2_p").to_csv(paths[0], index=False)
     with pytest.raises(InputFileError, match=r"r2_p"):
         gather_null_summaries(paths)
+
+
+def test_with_folds_every_score_is_the_mean_of_the_folds_fits():
+    dataset = make_dataset()
+    params = DecodingParams.from_config(section("decoding", folds=3))
+    table = circular_shift_null(
+        dataset, params, WINDOW, n_shifts=2, min_shift_frames=20, seed=0, alphas=ALPHAS
+    )
+    shift = int(table["shift_frames"].iloc[1])
+    for row, roll in ((0, 0), (1, shift)):
+        per_fold = []
+        for fold in range(3):
+            problem = build_problem(dataset, WINDOW, params, fold)
+            x, y = problem.recording(dataset)  # each fold's own normaliser
+            train, val, test = (problem.splits[k] for k in ("train", "val", "test"))
+            fit = fit_ridge(np.roll(x, roll, axis=0)[train], y[train],
+                            np.roll(x, roll, axis=0)[val], y[val], ALPHAS)  # fmt: skip
+            summed = y[test].sum(axis=1)
+            predicted = fit.predict(np.roll(x, roll, axis=0)[test]).sum(axis=1)
+            residual = ((summed - predicted) ** 2).sum()
+            per_fold.append(1 - residual / ((summed - summed.mean()) ** 2).sum())
+        assert table["r2_summed"].iloc[row] == pytest.approx(np.mean(per_fold), rel=1e-5)
+    # the real pairing still decodes in every fold; its null does not
+    assert table["r2_summed"].iloc[0] > 0.5 > 0.1 > table["r2_summed"].iloc[1]

@@ -64,7 +64,7 @@ def predictions(model_offset: float, n_val: int = 5, n_test: int = 60) -> xr.Dat
             "stimulus": ("time", stimulus.astype(str)),
             "segment": ("segment", [f"theta_{k:02d}" for k in range(6)]),
         },
-        attrs={"model": "m", "kind": "llm", "fish": 9, "seed": 0, "window_frames": 10},
+        attrs={"model": "m", "kind": "llm", "fish": 9, "seed": 0, "fold": 0, "window_frames": 10},
     )
 
 
@@ -174,6 +174,7 @@ def curve_table(models=("gpt2", "lstm"), windows=(5, 10), fish=(9, 10), seeds=(0
                 "window": w,
                 "fish": f,
                 "seed": s,
+                "fold": 0,
                 "epoch": epochs,
                 "train_loss": 0.1 / epochs * (1 + f / 100),
                 "val_loss": 0.12 / epochs**0.8,

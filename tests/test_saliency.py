@@ -199,14 +199,17 @@ def test_params_and_input_errors() -> None:
 
 
 def test_saliency_starts() -> None:
-    splits = {"train": slice(0, 70), "val": slice(70, 80), "test": slice(80, 100)}
+    splits = {"train": (slice(0, 70),), "val": (slice(70, 80),), "test": (slice(80, 100),)}
     np.testing.assert_array_equal(saliency_starts(splits, 5, params()), [80, 85, 90, 95])
     both = saliency_starts(splits, 5, params(splits=["val", "test"], window_stride=10))
     np.testing.assert_array_equal(both, [70, 80, 90])
     few = saliency_starts(splits, 2, params(window_stride=1, max_windows=3))
     np.testing.assert_array_equal(few, [80, 89, 98])
     with pytest.raises(ConfigError, match=r"saliency\.splits"):
-        saliency_starts({"train": slice(0, 70), "val": slice(70, 80)}, 5, params())
+        saliency_starts({"train": (slice(0, 70),), "val": (slice(70, 80),)}, 5, params())
+    # a block in two segments: windows never straddle the hole between them
+    cut = {"test": (slice(0, 12), slice(20, 27))}
+    np.testing.assert_array_equal(saliency_starts(cut, 5, params()), [0, 5, 20])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -232,9 +232,9 @@ def test_loss_falls_on_a_learnable_mapping(tmp_path):
 def test_val_and_test_frames_never_reach_training_or_normaliser(tmp_path):
     clean = make_dataset()
     assert run(tmp_path, "clean", dataset=clean)["epochs_run"] == 3
-    splits = problem_of(tmp_path, "clean").splits
-    val_start, test_start = splits["val"].start, splits["test"].start
-    train_stop = splits["train"].stop
+    segments = problem_of(tmp_path, "clean").segments
+    val_start, test_start = segments["val"][0].start, segments["test"][0].start
+    train_stop = segments["train"][0].stop
 
     # Poison everything after the training block's end except val: gap and test frames.
     poisoned = clean.copy(deep=True)
@@ -299,8 +299,9 @@ def test_windows_never_straddle_splits(tmp_path):
         params=fast_params(epochs=2),
         decoding=decoding(input_normalisation="none"),
     )
-    splits = problem_of(tmp_path, "spy").splits
-    assert splits["val"].start - splits["train"].stop == window  # default gap = window
+    splits = {k: v[0] for k, v in problem_of(tmp_path, "spy").segments.items()}
+    # default gap: the longest configured window (10) + ceil(5.4 s x 1.1 Hz) = 16, not this one
+    assert splits["val"].start - splits["train"].stop == 16
     train_windows = np.concatenate([w for training, w in spies[0].seen if training])
     eval_windows = np.concatenate([w for training, w in spies[0].seen if not training])
     for windows in (train_windows, eval_windows):
@@ -414,11 +415,19 @@ class PositionDecoder(nn.Module):
 def test_predictions_netcdf_layout_and_hand_computed_average(tmp_path):
     dataset = make_dataset(n_frames=60)
     params = fast_params(epochs=1)
-    run(tmp_path, "pos", dataset=dataset, factory=PositionDecoder, window_frames=3, params=params)
+    run(
+        tmp_path,
+        "pos",
+        dataset=dataset,
+        factory=PositionDecoder,
+        window_frames=3,
+        params=params,
+        decoding=decoding(gap_frames=3),
+    )
     out = tmp_path / "pos" / "out"
     with xr.open_dataset(out / "predictions.nc") as handle:
         pred = handle.load()
-    # 60 frames, gap 3 (= window): usable 54 -> train 0:37, val 40:46, test 49:60
+    # 60 frames, gap 3: usable 54 -> train 0:37, val 40:46, test 49:60
     val = pred.sel(time=pred["split"] == "val")
     test = pred.sel(time=pred["split"] == "test")
     np.testing.assert_array_equal(val["frame"].values, np.arange(40, 46) + 2)
@@ -445,10 +454,11 @@ def test_predictions_netcdf_layout_and_hand_computed_average(tmp_path):
     assert json.loads(pred.attrs["params"]) == params.to_dict()
     assert "torch" in json.loads(pred.attrs["versions"])
 
-    assert json.loads(pred.attrs["decoding"]) == decoding().to_dict()
+    assert json.loads(pred.attrs["decoding"]) == decoding(gap_frames=3).to_dict()
+    assert pred.attrs["fold"] == 0 and pred.attrs["folds"] == 1
 
     problem = load_problem(out / "problem.json")
-    assert problem.splits["train"] == slice(0, 37) and len(problem.starts["train"]) == 35
+    assert problem.segments["train"] == (slice(0, 37),) and len(problem.starts["train"]) == 35
     assert problem.n_neurons == N and problem.window_frames == 3 and problem.gap_frames == 3
     run_info = json.loads((out / "run.json").read_text())
     assert run_info["spec"] == SPEC and run_info["training"] == params.to_dict()
@@ -484,8 +494,9 @@ def test_classic_decoder_writes_the_same_format(tmp_path):
     summary = run(tmp_path, "classic", dataset, factory, spec_dict=spec, save_fn=save_pickle)
     tmp_path = tmp_path / "classic"
     model = models[0]
-    # 200 frames, gap 5: usable 190 -> train 0:133, val 138:157, test 162:200
-    assert model.fit_shapes == ((133, N), (133, K), (19, N), (19, K))
+    # 200 frames, gap 10 + ceil(5.4 x 1.1) = 16: usable 168 -> train 0:117, val 133:150,
+    # test 166:200
+    assert model.fit_shapes == ((117, N), (117, K), (17, N), (17, K))
     # Inputs are z-scored with training statistics: the training block has mean 0, std 1.
     np.testing.assert_allclose(model.x_train.mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(model.x_train.std(axis=0), 1, atol=1e-4)
@@ -493,11 +504,11 @@ def test_classic_decoder_writes_the_same_format(tmp_path):
     assert curve["epoch"].tolist() == [0] and bool(curve["best"].iloc[0])
     with xr.open_dataset(tmp_path / "out" / "predictions.nc") as handle:
         pred = handle.load()
-    assert dict(pred.sizes) == {"time": 19 + 38, "segment": K}
+    assert dict(pred.sizes) == {"time": 17 + 34, "segment": K}
     assert set(pred.coords) == {"time", "frame", "split", "stimulus", "segment"}
     assert pred.attrs["kind"] == "ridge"
     normaliser = load_problem(tmp_path / "out" / "problem.json").normaliser
-    x_test = (dataset["dff"].values[162:200] - normaliser.mean) / normaliser.std
+    x_test = (dataset["dff"].values[166:200] - normaliser.mean) / normaliser.std
     np.testing.assert_allclose(
         pred["predicted"].values[pred["split"].values == "test"],
         model.predict(x_test),
@@ -528,8 +539,8 @@ def test_load_trained_round_trip(tmp_path):
 
 
 def test_bad_inputs_raise_named_errors(tmp_path):
-    # window 30 = gap 30: 140 usable frames -> train 98, val 14
-    with pytest.raises(ConfigError, match=r"decoding\.windows.*split 'val' has 14 frames"):
+    # gap 16: 168 usable frames -> train 117, val 17
+    with pytest.raises(ConfigError, match=r"decoding\.windows.*'val' block \(17 frames"):
         run(tmp_path, "long", window_frames=30)
     with pytest.raises(InputFileError, match="tail"):
         run(tmp_path, "no_tail", dataset=make_dataset().drop_vars("tail"))
@@ -562,6 +573,7 @@ def test_each_baseline_beats_the_mean_predictor_on_a_planted_linear_signal(tmp_p
             dataset,
             spec,
             window_frames=5,
+            fold=0,
             decoding=decoding(),
             training=params,
             compute=CPU,

@@ -707,7 +707,7 @@ def _fit_classic(
         "resumed_from_epoch": 0,
         "train_seconds": seconds,
         "windows_per_s": float("nan"),
-        "frames_per_s": (train.stop - train.start) / max(seconds, 1e-9),
+        "frames_per_s": train.size / max(seconds, 1e-9),
         "trainable_params": n_parameters,
         "total_params": n_parameters,
     }
