@@ -4,9 +4,9 @@ config/paper.yaml is taken as it is and shrunk, never rewritten by hand: the sam
 full and LoRA, BERT full and LoRA, the Llama-architecture DeepSeek head and LoRA models, LSTM,
 reservoir, ridge, mean, every pretrained LLM with its untrained twin), the reference
 preprocessing, the paper's raw layout and the download rule, but tiny random backbones of the
-same architectures, two tiny fish served by a loopback Dataverse, one window, one seed and one
-epoch. Fish 11 carries the paper's region table (functional_types_df.h5) and fish 10 has none, as
-in the published data: the run must finish with and without region labels.
+same architectures, two tiny fish served by a loopback Dataverse, one window, one seed, two
+folds and one epoch. Fish 11 carries the paper's region table (functional_types_df.h5) and fish
+10 has none, as in the published data: the run must finish with and without region labels.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def miniature_config(workdir: Path, server: str) -> dict:
     config = copy.deepcopy(PAPER)
     config["fish"] = FISH
     config["download"].update(server=server, doi=DOI)
-    config["decoding"].update(windows=[5], seeds=[0])
+    config["decoding"].update(windows=[5], seeds=[0], folds=2)  # the paper's 5 folds, shrunk
     config["training"]["epochs"] = 1
     config["evaluation"]["n_bootstrap"] = 200
     config["saliency"].update(
@@ -133,6 +133,26 @@ def test_every_model_and_twin_is_scored_on_both_fish(miniature):
     statistics = pd.read_csv(miniature / "results/evaluation/statistics.csv")
     twins = statistics[statistics["contrast"] == "pretrained_vs_untrained"]
     assert set(twins["model_a"]) == set(llms)
+    # two blocked folds per run, averaged within each fish
+    assert (summary["n_folds"] == 2).all()
+    metrics = pd.read_csv(miniature / "results/evaluation/metrics.csv")
+    assert set(metrics["fold"]) == {0, 1}
+
+
+def test_folds_test_every_model_on_the_same_disjoint_test_blocks(miniature):
+    def test_frames(model: str, fold: int) -> np.ndarray:
+        path = miniature / f"results/train/{model}/w5/fish10/seed0/fold{fold}/predictions.nc"
+        predictions = xr.load_dataset(path)
+        return predictions["frame"].values[predictions["split"].values == "test"]
+
+    for fold in (0, 1):
+        reference = test_frames("ridge", fold)
+        for model in ("gpt2_lora", "bert_full_untrained", "lstm", "mean"):
+            np.testing.assert_array_equal(test_frames(model, fold), reference)
+    first, second = test_frames("ridge", 0), test_frames("ridge", 1)
+    assert first.max() < second.min()  # contiguous blocks in time order
+    dataset = xr.load_dataset(miniature / "results/datasets/fish10.nc")
+    np.testing.assert_array_equal(np.r_[first, second], dataset["frame"].values)  # every frame
 
 
 def test_download_manifest_and_region_labels(miniature):

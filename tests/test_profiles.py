@@ -36,7 +36,7 @@ PLACEHOLDERS = {
 # The paper's grid: 5 fish x 4 windows x 10 seeds per model. LLM models: gpt2_full, gpt2_lora,
 # bert_full, bert_lora, deepseek_head, deepseek_lora and their 6 untrained twins.
 # Baselines: lstm, reservoir, ridge, mean.
-PAPER_RUNS_PER_MODEL = 5 * 4 * 10
+PAPER_RUNS_PER_MODEL = 5 * 4 * 10 * 5  # fish x windows x seeds x folds
 PAPER_LLM_MODELS = 12
 PAPER_BASELINE_MODELS = 4
 

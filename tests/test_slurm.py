@@ -39,7 +39,7 @@ def allocation(log: str) -> dict[str, str]:
 
 
 TARGETS = [
-    f"results/train/{model}/w5/fish1/seed0/predictions.nc"
+    f"results/train/{model}/w5/fish1/seed0/fold0/predictions.nc"
     for model in ("tinyllama", "tinyllama_untrained", "gru", "ridge")
 ]
 
