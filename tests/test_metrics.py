@@ -455,3 +455,34 @@ def test_rank_consistency_ranks_only_regions_with_a_value_in_every_fish():
         metrics.rank_consistency([alone, alone])
     with pytest.raises(ValueError, match="expected columns region, median"):
         metrics.rank_consistency([fish1, fish2], value="median")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training convergence
+
+
+def test_convergence_status_by_hand():
+    def curve(model: str, val: list[float], first_epoch: int = 1) -> pd.DataFrame:
+        epochs = np.arange(first_epoch, first_epoch + len(val))
+        return pd.DataFrame({"model": model, "fish": 1, "epoch": epochs, "val_loss": val})
+
+    curves = pd.concat(
+        [
+            curve("ridge", [0.5], first_epoch=0),
+            curve("stopped", [1.0, 0.8, 0.85, 0.9]),  # best at epoch 2 of 4
+            curve("flat", [1.0, 0.8, 0.796]),  # last epoch best, -0.5 % < 1 %
+            curve("improving", [1.0, 0.8, 0.78]),  # last epoch best, -2.5 %
+        ]
+    )
+    table = metrics.convergence_table(curves, ["model", "fish"], 0.01).set_index("model")
+    assert table.loc["ridge", "status"] == "closed form" and table.loc["ridge", "converged"]
+    assert table.loc["stopped", "status"] == "stopped improving"
+    assert table.loc["stopped", "best_epoch"] == 2 and table.loc["stopped", "epochs_run"] == 4
+    assert table.loc["stopped", "last_val_change"] == pytest.approx(0.05 / 0.85)
+    assert table.loc["flat", "status"] == "flat"
+    assert table.loc["flat", "last_val_change"] == pytest.approx(-0.005)
+    assert table.loc["improving", "status"] == "still improving"
+    assert not table.loc["improving", "converged"]
+    assert set(table["status"]) <= set(metrics.CONVERGENCE_STATUS)
+    with pytest.raises(InputFileError, match="val_loss"):
+        metrics.convergence_table(curves.drop(columns="val_loss"), ["model"], 0.01)

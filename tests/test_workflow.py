@@ -43,11 +43,14 @@ def test_default_config_dry_run_shows_every_stage_per_fish(tmp_path):
     n_fish = len(config["fish"])
     for rule in ("simulate_fish", "ingest_fish", "compute_dff", "assemble_dataset"):
         assert jobs[rule] == n_fish, jobs
-    assert jobs["prepare_backbone"] == 2  # SmolLM2 and MiniLM, shared by their twins
-    n_models = len(config["models"]) + 2  # two pretrained LLMs have untrained twins
+    assert jobs["prepare_backbone"] == 2  # SmolLM2 and MiniLM, shared by their rungs
+    # every rung of each pretrained LLM's ladder is a model of its own
+    rungs = sum(len(spec.get("ladder", [])) for spec in config["models"].values())
+    assert rungs == 4 + 5  # SmolLM2 without the time-shuffled rung, MiniLM with all five
+    n_models = len(config["models"]) + rungs
     assert jobs["train_decoder"] + jobs["train_baseline"] == n_models * n_fish
-    assert jobs["train_decoder"] == 4 * n_fish  # the GPU class: two LLMs and their twins
-    assert jobs["explain_decoder"] == 4 * n_fish
+    assert jobs["train_decoder"] == (2 + rungs) * n_fish  # the GPU class: LLMs and rungs
+    assert jobs["explain_decoder"] == 4 * n_fish  # pretrained and untrained maps only
     assert jobs["score_predictions"] == jobs["compare_models"] == 1
 
 

@@ -658,3 +658,63 @@ def _require_columns(table: pd.DataFrame, columns: Iterable[str]) -> None:
         raise InputFileError(
             "<metrics table>", f"columns {columns}", f"{list(table.columns)} (missing {missing})"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Training convergence
+# --------------------------------------------------------------------------------------------
+
+CONVERGENCE_STATUS = {
+    "closed form": "fitted in one step (ridge, mean): nothing to converge",
+    "stopped improving": "the best validation loss came before the last epoch",
+    "flat": "the last epoch was the best but improved the validation loss by less than the "
+    "tolerance",
+    "still improving": "the last epoch improved the validation loss by more than the tolerance: "
+    "more epochs would likely help",
+}
+"""The `status` values of `convergence_table` and what each means."""
+
+
+def _convergence_row(curve: pd.DataFrame, tolerance: float) -> dict[str, Any]:
+    """Status of one run's training curve (rows of one run, sorted by epoch)."""
+    val = curve["val_loss"].to_numpy(dtype=np.float64)
+    epochs = curve["epoch"].to_numpy()
+    best = int(epochs[int(np.nanargmin(val))]) if np.isfinite(val).any() else -1
+    change = float((val[-1] - val[-2]) / val[-2]) if val.size > 1 else float("nan")
+    if val.size == 1 and epochs[0] == 0:
+        status = "closed form"
+    elif best != int(epochs[-1]):
+        status = "stopped improving"
+    elif np.isfinite(change) and -change < tolerance:
+        status = "flat"
+    else:
+        status = "still improving"
+    return {
+        "epochs_run": int(epochs[-1]),
+        "best_epoch": best,
+        "last_val_change": change,
+        "status": status,
+        "converged": status != "still improving",
+    }
+
+
+def convergence_table(curves: pd.DataFrame, keys: Sequence[str], tolerance: float) -> pd.DataFrame:
+    """Did each run train to convergence? One row per run of `curves`.
+
+    Args:
+        curves: training curves, one row per run and epoch with `keys`, `epoch`, `val_loss`.
+        keys: the columns naming a run (e.g. model, window, fish, seed, fold).
+        tolerance: relative validation-loss decrease of the last epoch below which a curve
+            counts as flat (0.01 = 1 %).
+
+    Returns:
+        `keys`, epochs_run, best_epoch, last_val_change ((last - previous) / previous val loss;
+        negative is an improvement), status (`CONVERGENCE_STATUS`) and converged (bool).
+    """
+    _require_columns(curves, [*keys, "epoch", "val_loss"])
+    rows = []
+    for run, curve in curves.groupby(list(keys), sort=True):
+        run = run if isinstance(run, tuple) else (run,)
+        rows.append({**dict(zip(keys, run, strict=True)),
+                     **_convergence_row(curve.sort_values("epoch"), tolerance)})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -91,6 +91,12 @@ rule plot_evaluation:
             category="Evaluation",
             labels={"figure": "training curves"},
         ),
+        convergence=report(
+            "results/evaluation/convergence.csv",
+            caption="../report/convergence.rst",
+            category="Evaluation",
+            labels={"table": "training convergence"},
+        ),
     log:
         "logs/evaluation/plot_evaluation.log",
     conda:
@@ -100,6 +106,7 @@ rule plot_evaluation:
         mem_mb=4000,
     params:
         runs=all_runs(),
+        tolerance=config["evaluation"]["convergence_tolerance"],
         code=code_digest("plot_evaluation"),
     script:
         "../scripts/plot_evaluation.py"

@@ -1,15 +1,18 @@
-"""Model comparison, window sweep and training-curve figures."""
+"""Model comparison, window sweep and training-curve figures; the convergence table."""
 
 from pathlib import Path
 
 import pandas as pd
 from _runtime import start
 
+from nlp4neuro.metrics import convergence_table
 from nlp4neuro.plots.evaluation import (
+    CURVE_KEYS,
     plot_model_comparison,
     plot_training_curves,
     plot_window_sweep,
 )
+from nlp4neuro.provenance import write_table
 
 logger = start(snakemake)
 summary = pd.read_csv(snakemake.input.summary)
@@ -26,3 +29,12 @@ curves = pd.concat(
     ignore_index=True,
 )
 plot_training_curves(curves, Path(snakemake.output.training_curves).with_suffix(""))
+convergence = convergence_table(curves, CURVE_KEYS, snakemake.params.tolerance)
+write_table(convergence, snakemake.output.convergence, {"tolerance": snakemake.params.tolerance})
+for row in convergence[~convergence["converged"]].itertuples():
+    logger.warning(
+        "%s w%s fish %s seed %s fold %s still improving after %d epochs (val loss %+.1f %% in "
+        "the last): more epochs would likely help",
+        row.model, row.window, row.fish, row.seed, row.fold, row.epochs_run,
+        100 * row.last_val_change,
+    )  # fmt: skip
