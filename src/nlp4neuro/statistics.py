@@ -1,8 +1,8 @@
 """Fish-level paired comparisons between models.
 
-The fish is the unit of replication: seeds (repeated trainings) are averaged within each fish
-first (`nlp4neuro.metrics.summarise`), and two models are compared on the fish they were both run
-on. This replaces the reference analysis, which pooled fish x runs as independent samples in a
+The fish is the unit of replication: cross-validation folds and seeds (repeated trainings) are
+averaged within each fish first (`nlp4neuro.metrics.summarise`), and two models are compared on
+the fish they were both run on. This replaces the reference analysis, which pooled fish x runs as independent samples in a
 Mann-Whitney U test without multiple-comparison correction.
 
 For every pair of models (and every window size) `paired_comparisons` reports, with d the
@@ -573,7 +573,8 @@ def _check_summary(summary: pd.DataFrame) -> None:
         example = summary.loc[duplicated, keys].iloc[0].to_dict()
         raise InputFileError(
             "<summary table>",
-            "one row per model x fish x window x metric x segment (seeds averaged by summarise)",
+            "one row per model x fish x window x metric x segment (summarise averages folds "
+            "and seeds)",
             f"repeated {example}",
         )
 

@@ -1,4 +1,4 @@
-"""Test-split metrics of every run, seeds averaged within fish, and skill against references."""
+"""Test-split metrics of every run, folds and seeds averaged within fish, skill vs references."""
 
 import pandas as pd
 from _runtime import start

@@ -160,7 +160,7 @@ def plot_model_comparison(
     none ("no test: needs ≥ 3 fish" where there were too few fish for any test).
 
     Args:
-        summary: `nlp4neuro.metrics.summarise` output (seeds averaged within fish).
+        summary: `nlp4neuro.metrics.summarise` output (folds, then seeds, averaged within fish).
         stats: `nlp4neuro.statistics.paired_comparisons` output for the same metric/segment, or
             None for no annotations.
         out_stem: output path without suffix; `.png` and `.svg` are written.
