@@ -2,8 +2,8 @@
 
 The fish is the unit of replication: cross-validation folds and seeds (repeated trainings) are
 averaged within each fish first (`nlp4neuro.metrics.summarise`), and two models are compared on
-the fish they were both run on. This replaces the reference analysis, which pooled fish x runs as independent samples in a
-Mann-Whitney U test without multiple-comparison correction.
+the fish they were both run on. This replaces the reference analysis, which pooled fish x runs as
+independent samples in a Mann-Whitney U test without multiple-comparison correction.
 
 For every pair of models (and every window size) `paired_comparisons` reports, with d the
 per-fish difference model_a - model_b:
