@@ -14,8 +14,8 @@ Figures, not tests: each subcommand prints a table and writes JSON under benchma
 subprocess, so that its peak resident memory (getrusage max RSS) is its own, on synthetic data
 shaped like fish 9 (12,499 neurons x 3,047 frames, windows of 20 frames, batches of 32), through
 the package's own step (`WindowSampler.batch`, `forward_loss`, `backward`, `update`, and
-`prepare_precision` in bf16). Ratios are against the first case of the same run; `--profile` adds the
-ten operators with the most self time in one more step. `grid` is in benchmarks/grid.py,
+`prepare_precision` in bf16). Ratios are against the first case of the same run; `--profile` adds
+the ten operators with the most self time in one more step. `grid` is in benchmarks/grid.py,
 `precision` in benchmarks/precision.py.
 
 Model FLOPs per optimiser step (documented estimate, the usual 2/4/6 x parameters x tokens rule):
