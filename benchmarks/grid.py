@@ -123,9 +123,7 @@ def split_windows(
     counts = []
     for fold in range(params.folds):
         segments = problem_mod.fold_segments(usable, fold, params, gap)
-        counts.append(
-            {k: len(problem_mod.segment_starts(segments[k], window)) for k in segments}
-        )
+        counts.append({k: len(problem_mod.segment_starts(segments[k], window)) for k in segments})
     return counts
 
 
