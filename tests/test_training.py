@@ -456,6 +456,7 @@ def test_predictions_netcdf_layout_and_hand_computed_average(tmp_path):
 
     assert json.loads(pred.attrs["decoding"]) == decoding(gap_frames=3).to_dict()
     assert pred.attrs["fold"] == 0 and pred.attrs["folds"] == 1
+    assert pred.attrs["frame_rate_hz"] == pytest.approx(1.1)
 
     problem = load_problem(out / "problem.json")
     assert problem.segments["train"] == (slice(0, 37),) and len(problem.starts["train"]) == 35

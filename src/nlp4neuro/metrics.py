@@ -410,7 +410,7 @@ def _source(ds: xr.Dataset) -> str:
 
 def _frame_rate_hz(ds: xr.Dataset) -> float:
     """Imaging volume rate (Hz) from the `time` (s) and `frame` coords; NaN if not derivable."""
-    if "frame_rate_hz" in ds.attrs:
+    if np.isfinite(float(ds.attrs.get("frame_rate_hz", np.nan))):
         return float(ds.attrs["frame_rate_hz"])
     if "frame" not in ds.coords or ds.sizes.get("time", 0) < 2:
         return float("nan")
@@ -545,7 +545,9 @@ def _fold_means(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Each seed's mean over its folds (NaN if any fold is: a diverged fold fails the seed),
     with the number of folds averaged in `n_folds`."""
     grouped = table.groupby([*keys, "seed"], sort=True, dropna=False)
-    means = grouped.agg(value=("value", "mean"), n_folds=("fold", "nunique")).reset_index()
+    means = grouped.agg(
+        value=("value", "mean"), n_folds=("fold", "nunique"), window_s=("window_s", "mean")
+    ).reset_index()
     failed = grouped["value"].apply(lambda v: bool(np.any(~np.isfinite(v.to_numpy(float)))))
     means.loc[failed.to_numpy(), "value"] = np.nan
     return means
@@ -569,8 +571,10 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
         table,
         ("model", "kind", "fish", "seed", "fold", "window_frames", "metric", "segment", "value"),
     )
-    keys = [c for c in SUMMARY_COLUMNS[:8] if c in table.columns]
-    seeds = _fold_means(table, keys)
+    # window_s is a float derived per file (the frame rate estimated from its frames): averaged,
+    # never a grouping key, so that folds and seeds of one run stay one row
+    keys = [c for c in SUMMARY_COLUMNS[:8] if c in table.columns and c != "window_s"]
+    seeds = _fold_means(table.assign(window_s=table.get("window_s", np.nan)), keys)
     finite = np.isfinite(seeds["value"].to_numpy(dtype=np.float64))
     grouped = seeds.assign(_finite=finite).groupby(keys, sort=True, dropna=False)
     summary = grouped.agg(
@@ -579,6 +583,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
         n_seeds=("_finite", "sum"),
         n_seeds_total=("seed", "nunique"),
         n_folds=("n_folds", "max"),
+        window_s=("window_s", "mean"),
     ).reset_index()
     summary["n_seeds"] = summary["n_seeds"].astype(int)
     summary["n_seeds_failed"] = summary["n_seeds_total"] - summary["n_seeds"]

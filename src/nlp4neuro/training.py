@@ -771,7 +771,9 @@ def _held_out_predictions(
     )
 
 
-def _prediction_attrs(job: _Job, problem: DecodingProblem, fish: Any) -> dict[str, Any]:
+def _prediction_attrs(
+    job: _Job, problem: DecodingProblem, fish: Any, frame_rate_hz: float
+) -> dict[str, Any]:
     """Global attributes of predictions.nc: who made it with which settings."""
     return {
         "model": str(job.spec_dict["name"]),
@@ -779,6 +781,7 @@ def _prediction_attrs(job: _Job, problem: DecodingProblem, fish: Any) -> dict[st
         "fish": fish,
         "seed": int(job.seed),
         "window_frames": problem.window_frames,
+        "frame_rate_hz": frame_rate_hz,
         "fold": problem.fold,
         "folds": problem.params.folds,
         "params": json.dumps(job.params.to_dict(), sort_keys=True),
@@ -918,7 +921,8 @@ def _write_outputs(
 ) -> dict[str, Any]:
     """predictions.nc, model/, problem.json and run.json of a fitted decoder; its summary."""
     fish = dataset.attrs["fish"]
-    attrs = _prediction_attrs(job, problem, fish)
+    rate = float(dataset.attrs.get("frame_rate_hz", np.nan))
+    attrs = _prediction_attrs(job, problem, fish, rate)
     precision = job.precision if isinstance(model, nn.Module) else "fp32"
     predictions = _held_out_predictions(
         model, sampler, problem, problem.lagged(dataset), job, attrs
