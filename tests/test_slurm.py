@@ -84,7 +84,8 @@ def test_gpu_jobs_land_in_the_gpu_partition_with_a_gpu(slurm, slurm_run):
     for log, text in job_logs(slurm_run).items():
         given = allocation(text)
         record = scheduler_record(given["SLURM_JOB_ID"], slurm.env)
-        wants_gpu = "train" in log.parts and log.parent.parent.parent.name.startswith("tinyllama")
+        # logs/train/<model>/w5/fish1/seed0/fold0.log: tinyllama and its twin are llm models
+        wants_gpu = "train" in log.parts and log.parents[3].name.startswith("tinyllama")
         if wants_gpu:
             assert record["Partition"] == "gpu", log
             assert record.get("TresPerJob") == "gres:gpu:1", (log, record)
