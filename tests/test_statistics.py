@@ -333,7 +333,7 @@ def test_bad_inputs():
         compare(summary, [("a", "gpt9")])
     with pytest.raises(ConfigError, match="metric/segment"):
         compare(summary, [("a", "b")], metric="mae")
-    with pytest.raises(InputFileError, match="seeds averaged"):
+    with pytest.raises(InputFileError, match="averages folds and seeds"):
         compare(pd.concat([summary, summary]), [("a", "b")])
     with pytest.raises(InputFileError, match="missing"):
         compare(summary.drop(columns="fish"), [("a", "b")])
