@@ -221,8 +221,9 @@ def circular_shift_null(
         r2_summed, rmse_summed, r2_pooled, rmse_pooled (dimensionless, rad; means over folds).
     """
     problems = [build_problem(dataset, window_frames, params, k) for k in range(params.folds)]
-    folds = [(problem, problem.recording(dataset)[0]) for problem in problems]
-    y = problems[0].recording(dataset)[1]
+    recordings = [problem.recording(dataset) for problem in problems]
+    folds = [(problem, x) for problem, (x, _) in zip(problems, recordings, strict=True)]
+    y = recordings[0][1]  # the targets are the same in every fold; only x's normaliser differs
     n_frames = problems[0].n_frames
     min_shift = smallest_shift(
         min_shift_frames, y.sum(axis=1, dtype=np.float64), window_frames, problems[0].gap_frames
