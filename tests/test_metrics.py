@@ -475,6 +475,7 @@ def test_convergence_status_by_hand():
             curve("stopped", [1.0, 0.8, 0.85, 0.9]),  # best at epoch 2 of 4
             curve("flat", [1.0, 0.8, 0.796]),  # last epoch best, -0.5 % < 1 %
             curve("improving", [1.0, 0.8, 0.78]),  # last epoch best, -2.5 %
+            curve("diverged", [np.nan, np.nan]),
         ]
     )
     table = metrics.convergence_table(curves, ["model", "fish"], 0.01).set_index("model")
@@ -486,6 +487,8 @@ def test_convergence_status_by_hand():
     assert table.loc["flat", "last_val_change"] == pytest.approx(-0.005)
     assert table.loc["improving", "status"] == "still improving"
     assert not table.loc["improving", "converged"]
+    assert table.loc["diverged", "status"] == "diverged"
+    assert not table.loc["diverged", "converged"]
     assert set(table["status"]) <= set(metrics.CONVERGENCE_STATUS)
     with pytest.raises(InputFileError, match="val_loss"):
         metrics.convergence_table(curves.drop(columns="val_loss"), ["model"], 0.01)

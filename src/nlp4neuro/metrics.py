@@ -544,13 +544,15 @@ def metrics_table(paths: Iterable[str | Path], split: str = "test") -> pd.DataFr
 def _fold_means(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Each seed's mean over its folds (NaN if any fold is: a diverged fold fails the seed),
     with the number of folds averaged in `n_folds`."""
+
+    def finite_mean(values: pd.Series) -> float:
+        values = values.to_numpy(dtype=np.float64)
+        return float(values.mean()) if np.isfinite(values).all() else float("nan")
+
     grouped = table.groupby([*keys, "seed"], sort=True, dropna=False)
-    means = grouped.agg(
-        value=("value", "mean"), n_folds=("fold", "nunique"), window_s=("window_s", "mean")
+    return grouped.agg(
+        value=("value", finite_mean), n_folds=("fold", "nunique"), window_s=("window_s", "mean")
     ).reset_index()
-    failed = grouped["value"].apply(lambda v: bool(np.any(~np.isfinite(v.to_numpy(float)))))
-    means.loc[failed.to_numpy(), "value"] = np.nan
-    return means
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
@@ -676,6 +678,7 @@ CONVERGENCE_STATUS = {
     "tolerance",
     "still improving": "the last epoch improved the validation loss by more than the tolerance: "
     "more epochs would likely help",
+    "diverged": "no finite validation loss in any epoch",
 }
 """The `status` values of `convergence_table` and what each means."""
 
@@ -686,7 +689,9 @@ def _convergence_row(curve: pd.DataFrame, tolerance: float) -> dict[str, Any]:
     epochs = curve["epoch"].to_numpy()
     best = int(epochs[int(np.nanargmin(val))]) if np.isfinite(val).any() else -1
     change = float((val[-1] - val[-2]) / val[-2]) if val.size > 1 else float("nan")
-    if val.size == 1 and epochs[0] == 0:
+    if best < 0:
+        status = "diverged"
+    elif val.size == 1 and epochs[0] == 0:
         status = "closed form"
     elif best != int(epochs[-1]):
         status = "stopped improving"
@@ -699,7 +704,7 @@ def _convergence_row(curve: pd.DataFrame, tolerance: float) -> dict[str, Any]:
         "best_epoch": best,
         "last_val_change": change,
         "status": status,
-        "converged": status != "still improving",
+        "converged": status not in ("still improving", "diverged"),
     }
 
 
