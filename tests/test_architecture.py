@@ -22,7 +22,7 @@ STAGES = [
     {"problem"},
     {"device", "models"},
     {"training"},
-    {"statistics", "null"},
+    {"statistics", "null", "horizons"},
     {"saliency", "anatomy"},
     {"explain"},
     {"saliency_summary"},
@@ -31,7 +31,7 @@ STAGES = [
 # Modules the CPU-only rules (data, evaluation, saliency summary, plots) run.
 CPU_ONLY = ["ingest", "preprocessing", "dataset", "problem", "metrics", "statistics",
             "anatomy", "saliency_summary", "plots", "simulate", "dataverse", "ridge",
-            "null"]  # fmt: skip
+            "null", "horizons"]  # fmt: skip
 MAX_FUNCTION_LINES = 70
 
 

@@ -246,6 +246,7 @@ def _table(rows: list[tuple], metric: str = "rmse") -> pd.DataFrame:
     if "fold" not in frame:
         frame["fold"] = 0
     frame["kind"] = "llm"
+    frame["horizon"] = 0
     frame["window_frames"] = 10
     frame["window_s"] = 10 / 1.1
     frame["split"] = "test"

@@ -32,6 +32,7 @@ from nlp4neuro.models import (
     random_backbone,
     resolve_source,
     save_decoder,
+    see_past_only,
     state_sha256,
     trainable_parameter_count,
 )
@@ -1159,6 +1160,7 @@ def test_rungs_train_through_the_harness_and_beat_the_mean_predictor(tiny, tmp_p
             window_frames=5,
             # the second of two blocked folds: test 150-299, val 104-133, train 0-87
             fold=1,
+            horizon=0,
             decoding=decoding(folds=2),
             training=fast_params(epochs=15, learning_rate=1e-2, schedule="constant"),
             compute=CPU,
@@ -1182,3 +1184,59 @@ def test_ridge_with_a_single_output_chooses_the_penalty_on_the_right_error():
     assert ridge.alpha_ == 0.1
     # with (T,) predictions minus (T, 1) targets the error became a (T, T) matrix: far from 0
     assert ridge.val_rmse_[0.1] < 0.05
+
+
+# ---------------------------------------------------------------- decoding ahead: past frames only
+
+
+def past_only_case(tiny, case: str):
+    """A freshly built decoder of `case`: an LLM architecture, a baseline kind or a rung."""
+    if case in ("gpt2", "llama", "bert"):
+        return build_decoder(
+            llm_spec(tiny[case]), N_NEURONS, N_OUTPUTS, backbone_dir=tiny[case], seed=0
+        )
+    if case.startswith("bert_"):
+        spec = rung_spec(tiny["bert"], case.removeprefix("bert_"))
+        return build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=tiny["bert"], seed=0)
+    spec = make_spec(case, kind=case, hidden_size=16, num_layers=2, n_heads=2)
+    return build_decoder(spec, N_NEURONS, N_OUTPUTS, backbone_dir=None, seed=0)
+
+
+PAST_ONLY_CASES = ["gpt2", "llama", "bert", "bert_attention", "bert_block", "bert_nobackbone",
+                   "transformer", "lstm", "gru", "reservoir"]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", PAST_ONLY_CASES)
+def test_past_only_decoders_never_see_a_later_frame(tiny, case):
+    """Poisoned future: frames after t replaced by huge values leave every prediction <= t."""
+    model = see_past_only(past_only_case(tiny, case)).eval()
+    assert see_past_only(model) is model
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 8, N_NEURONS, generator=gen)
+    for t in (0, 3, 6):
+        poisoned = x.clone()
+        poisoned[:, t + 1 :] = 1e3 * torch.randn(3, 7 - t, N_NEURONS, generator=gen)
+        with torch.no_grad():
+            y, y_poisoned = model(x), model(poisoned)
+        torch.testing.assert_close(y[:, : t + 1], y_poisoned[:, : t + 1], rtol=0, atol=1e-5)
+        assert (y[:, t + 1 :] - y_poisoned[:, t + 1 :]).abs().max().item() > 1e-3
+
+
+@pytest.mark.parametrize("case", ["bert", "bert_attention", "bert_block", "transformer"])
+def test_bidirectional_decoders_see_later_frames_unless_past_only(tiny, case):
+    """The poisoned-future test can fail: without `see_past_only` encoders do look ahead."""
+    model = past_only_case(tiny, case).eval()
+    x = torch.randn(2, 6, N_NEURONS, generator=torch.Generator().manual_seed(2))
+    poisoned = x.clone()
+    poisoned[:, 4:] = 1e3
+    with torch.no_grad():
+        assert (model(x)[:, :4] - model(poisoned)[:, :4]).abs().max().item() > 1e-3
+
+
+def test_the_timeshuffled_rung_cannot_decode_ahead(tiny):
+    model = build_decoder(
+        rung_spec(tiny["llama"], "timeshuffled"), N_NEURONS, N_OUTPUTS,
+        backbone_dir=tiny["llama"], seed=0,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"decoding\.horizons"):
+        see_past_only(model)

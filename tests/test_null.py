@@ -72,7 +72,7 @@ def null_table(dataset: xr.Dataset, n_shifts: int = 40, seed: int = 0) -> pd.Dat
     params = DecodingParams.from_config(section("decoding"))
     floor = section("null_distribution")["min_shift_frames"]
     return circular_shift_null(
-        dataset, params, WINDOW, n_shifts=n_shifts, min_shift_frames=floor, seed=seed,
+        dataset, params, WINDOW, horizon=0, n_shifts=n_shifts, min_shift_frames=floor, seed=seed,
         alphas=ALPHAS,
     )  # fmt: skip
 
@@ -230,7 +230,7 @@ def test_with_folds_every_score_is_the_mean_of_the_folds_fits():
     dataset = make_dataset()
     params = DecodingParams.from_config(section("decoding", folds=3))
     table = circular_shift_null(
-        dataset, params, WINDOW, n_shifts=2, min_shift_frames=20, seed=0, alphas=ALPHAS
+        dataset, params, WINDOW, horizon=0, n_shifts=2, min_shift_frames=20, seed=0, alphas=ALPHAS
     )
     shift = int(table["shift_frames"].iloc[1])
     for row, roll in ((0, 0), (1, shift)):

@@ -174,6 +174,7 @@ def curve_table(models=("gpt2", "lstm"), windows=(5, 10), fish=(9, 10), seeds=(0
                 "window": w,
                 "fish": f,
                 "seed": s,
+                "horizon": 0,
                 "fold": 0,
                 "epoch": epochs,
                 "train_loss": 0.1 / epochs * (1 + f / 100),

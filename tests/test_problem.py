@@ -65,6 +65,7 @@ def test_decoding_params_come_from_the_validated_section_only():
         "gap_frames": None,
         "calcium_decay_s": 5.4,
         "neural_lag_frames": 0,
+        "horizons": [0],
         "input_normalisation": "zscore",
     }
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(DecodingParams))
@@ -350,6 +351,58 @@ def test_lag_neural_pairs_tail_with_later_neural_frames():
         lag_neural(ds, 5)
     with pytest.raises(ConfigError, match="neural_lag_frames"):
         lag_neural(ds, -1)
+
+
+def test_horizon_pairs_tail_with_earlier_neural_frames_and_keeps_the_targets():
+    dff = np.arange(12, dtype=np.float32).reshape(6, 2)  # frame t: [2t, 2t + 1]
+    tail = np.arange(6, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    ds = xr.Dataset(
+        {"dff": (("time", "neuron"), dff), "tail": (("time", "segment"), tail)},
+        coords={"time": np.arange(6) / 1.1, "frame": ("time", np.arange(6))},
+    )
+    # horizons 0..2, no lag: targets are frames 2..5 at every horizon
+    for horizon, neural_frames in ((0, [2, 3, 4, 5]), (1, [1, 2, 3, 4]), (2, [0, 1, 2, 3])):
+        shifted = lag_neural(ds, 0, horizon, max_horizon=2)
+        np.testing.assert_array_equal(shifted["frame"].values, [2, 3, 4, 5])
+        np.testing.assert_array_equal(shifted["tail"].values[:, 0], [2, 3, 4, 5])
+        np.testing.assert_array_equal(shifted["dff"].values[:, 0], 2 * np.array(neural_frames))
+    # lag 1 and horizon 2: tail of frame t beside neural frame t - 1; targets 1..4
+    shifted = lag_neural(ds, 1, 2, max_horizon=2)
+    np.testing.assert_array_equal(shifted["frame"].values, [1, 2, 3, 4])
+    np.testing.assert_array_equal(shifted["dff"].values[:, 0], [0, 2, 4, 6])
+    # lag 3 covers horizon 2: targets 0..2, neural frame t + 1
+    shifted = lag_neural(ds, 3, 2, max_horizon=2)
+    np.testing.assert_array_equal(shifted["dff"].values[:, 0], [2, 4, 6])
+    np.testing.assert_array_equal(ds["dff"].values, dff)
+    with pytest.raises(ConfigError, match="horizons"):
+        lag_neural(ds, 0, 3, max_horizon=2)
+    with pytest.raises(ConfigError, match="horizons"):
+        lag_neural(ds, 0, 0, max_horizon=6)
+
+
+def test_every_horizon_is_scored_on_the_same_test_frames(tmp_path):
+    ds = make_dataset(n_frames=120)
+    params = decoding(horizons=[4, 0, 2], gap_frames=6)
+    assert params.horizons == (0, 2, 4) and params.past_only
+    assert not decoding().past_only
+    problems = [build_problem(ds, 5, params, horizon=h) for h in params.horizons]
+    tests = [p.lagged(ds)["frame"].values[p.splits["test"]] for p in problems]
+    assert all(np.array_equal(tests[0], t) for t in tests[1:])
+    assert all(p.n_frames == 116 for p in problems)
+    x0, _ = problems[0].recording(ds)
+    x4, _ = problems[2].recording(ds)
+    assert problems[2].horizon == 4
+    # the same normalised neural frame appears 4 rows later at horizon 4 (before scaling)
+    raw0 = problems[0].lagged(ds)["dff"].values
+    raw4 = problems[2].lagged(ds)["dff"].values
+    np.testing.assert_array_equal(raw0[:-4], raw4[4:])
+    assert x0.shape == x4.shape
+    with pytest.raises(ConfigError, match="horizons"):
+        build_problem(ds, 5, params, horizon=3)
+    with pytest.raises(ConfigError, match="horizons"):
+        decoding(horizons=[1, 1])
+    loaded = load_problem(problems[2].save(tmp_path / "problem.json"))
+    assert loaded.horizon == 4 and loaded.params.horizons == (0, 2, 4)
 
 
 # ---------------------------------------------------------------------------------------------

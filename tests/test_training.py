@@ -18,7 +18,13 @@ from nlp4neuro import training
 from nlp4neuro.config import section
 from nlp4neuro.device import ComputeParams, to_numpy
 from nlp4neuro.errors import ConfigError, InputFileError
-from nlp4neuro.problem import DecodingParams, build_problem, load_problem
+from nlp4neuro.problem import (
+    DecodingParams,
+    average_window_predictions,
+    build_problem,
+    dataset_fingerprint,
+    load_problem,
+)
 from nlp4neuro.training import (
     TrainingInterrupted,
     TrainingParams,
@@ -575,6 +581,7 @@ def test_each_baseline_beats_the_mean_predictor_on_a_planted_linear_signal(tmp_p
             spec,
             window_frames=5,
             fold=0,
+            horizon=0,
             decoding=decoding(),
             training=params,
             compute=CPU,
@@ -748,3 +755,78 @@ def test_auto_precision_follows_the_hardware_and_the_finetune_mode(tmp_path, mon
         tmp_path, "emulated", factory=FrozenMiddleDecoder, compute=auto, spec_dict=LORA_SPEC
     )
     assert emulated["precision"] == "fp32"
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding ahead
+
+
+def _train_ahead(tmp_path: Path, dataset, kind: str, horizon: int, **fields) -> Path:
+    from nlp4neuro.models import ModelSpec
+    from nlp4neuro.training import train_decoder
+
+    spec = ModelSpec.from_config(kind, {"kind": kind, **fields})
+    out = tmp_path / f"{kind}_h{horizon}"
+    train_decoder(
+        dataset,
+        spec,
+        window_frames=6,
+        fold=0,
+        horizon=horizon,
+        decoding=decoding(horizons=[0, 3]),
+        training=fast_params(epochs=2),
+        compute=CPU,
+        seed=0,
+        out_dir=out,
+        checkpoint_dir=tmp_path / f"{kind}_h{horizon}_checkpoint",
+        backbone_dir=None,
+    )
+    return out
+
+
+def _held_out_by_frame(model, problem, dataset) -> dict[int, np.ndarray]:
+    """{imaging frame of the target: averaged prediction} over the val and test windows."""
+    x, _ = problem.recording(dataset)
+    starts = np.concatenate([problem.starts["val"], problem.starts["test"]])
+    windows = predict_windows(model, torch.from_numpy(x), starts, problem.window_frames, 8)
+    index, averaged = average_window_predictions(
+        starts, problem.window_frames, windows, problem.n_frames
+    )
+    frames = problem.lagged(dataset)["frame"].values[index]
+    return dict(zip(frames.tolist(), averaged, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [
+        ("transformer", {"hidden_size": 16, "n_heads": 2}),
+        ("ridge", {}),
+        ("lstm", {"hidden_size": 8}),
+    ],
+)
+def test_poisoned_future_never_reaches_a_prediction_ahead(tmp_path, kind, fields):
+    """Neural frames after t replaced by huge values: every prediction of the tail at a frame
+    <= t + 3 (horizon 3) is unchanged, through the trained and reloaded decoder."""
+    from nlp4neuro.models import ModelSpec
+    from nlp4neuro.training import load_trained_decoder
+
+    dataset = make_dataset(n_frames=200)
+    out = _train_ahead(tmp_path, dataset, kind, 3, **fields)
+    spec = ModelSpec.from_config(kind, {"kind": kind, **fields})
+    model, problem, run_info = load_trained_decoder(out, spec, backbone_dir=None, device="cpu")
+    assert problem.horizon == 3 and run_info["horizon"] == 3
+    assert getattr(model, "past_only", True)
+    clean = _held_out_by_frame(model, problem, dataset)
+    frames = dataset["frame"].values
+    t = int(np.median(sorted(clean)))  # an imaging frame inside the held-out blocks
+    poisoned = dataset.copy(deep=True)
+    poisoned["dff"].values[frames > t] = 1e4
+    # the same problem (splits, normaliser) applied to the poisoned recording
+    as_poisoned = dataclasses.replace(problem, dataset=dataset_fingerprint(poisoned))
+    dirty = _held_out_by_frame(model, as_poisoned, poisoned)
+    reached = [f for f in clean if f <= t + 3]
+    assert reached and all(np.allclose(clean[f], dirty[f], atol=1e-5) for f in reached)
+    later = [f for f in clean if f > t + 3]
+    assert any(not np.allclose(clean[f], dirty[f], atol=1e-3) for f in later)
+    with xr.open_dataset(out / "predictions.nc") as saved:
+        assert int(saved.attrs["horizon"]) == 3

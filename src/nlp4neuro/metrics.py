@@ -61,7 +61,7 @@ SUMMED = "summed"
 """Segment label of metrics on the sum of the angles over segments (the paper's Fig. 2c trace)."""
 
 ID_COLUMNS: tuple[str, ...] = (
-    "model", "kind", "fish", "seed", "fold", "window_frames", "window_s",
+    "model", "kind", "fish", "seed", "fold", "horizon", "window_frames", "window_s",
 )  # fmt: skip
 """Columns that identify one trained run in the tidy tables."""
 
@@ -79,6 +79,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "model",
     "kind",
     "fish",
+    "horizon",
     "window_frames",
     "window_s",
     "split",
@@ -500,6 +501,8 @@ def score_predictions(ds: xr.Dataset, split: str = "test") -> pd.DataFrame:
             ("fish", int(ds.attrs["fish"])),
             ("seed", int(ds.attrs["seed"])),
             ("fold", int(ds.attrs["fold"])),
+            # files written before horizons existed decoded concurrently
+            ("horizon", int(ds.attrs.get("horizon", 0))),
             ("window_frames", window_frames),
             ("window_s", window_frames / frame_rate_hz),
         ]
@@ -513,7 +516,7 @@ def metrics_table(paths: Iterable[str | Path], split: str = "test") -> pd.DataFr
     """`score_predictions` of every predictions netCDF in `paths`, concatenated.
 
     Raises InputFileError if a file is missing, unreadable or breaks the contract, or if two files
-    describe the same run (model, fish, seed, fold, window_frames).
+    describe the same run (model, fish, seed, fold, horizon, window_frames).
     """
     tables = []
     for path in paths:
@@ -531,7 +534,7 @@ def metrics_table(paths: Iterable[str | Path], split: str = "test") -> pd.DataFr
     if not tables:
         raise InputFileError("<metrics_table paths>", "at least one predictions file", "none")
     table = pd.concat(tables, ignore_index=True)
-    run = ["model", "fish", "seed", "fold", "window_frames", "metric", "segment"]
+    run = ["model", "fish", "seed", "fold", "horizon", "window_frames", "metric", "segment"]
     duplicated = table.duplicated(run)
     if duplicated.any():
         first = table.loc[duplicated, run].iloc[0].to_dict()
@@ -556,11 +559,12 @@ def _fold_means(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Average folds within each seed, then seeds within each fish: model x fish x window x
-    metric x segment (the fish stays the unit: folds and seeds are not replicates).
+    """Average folds within each seed, then seeds within each fish: model x fish x horizon x
+    window x metric x segment (the fish stays the unit: folds and seeds are not replicates).
 
     Args:
-        table: output of `metrics_table` / `score_predictions` (or `skill`).
+        table: output of `metrics_table` / `score_predictions` (or `skill`); a table without
+            a `horizon` column is concurrent decoding (horizon 0).
 
     Returns:
         DataFrame with columns `SUMMARY_COLUMNS`: `value` is the mean over the seeds with a finite
@@ -575,8 +579,9 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     )
     # window_s is a float derived per file (the frame rate estimated from its frames): averaged,
     # never a grouping key, so that folds and seeds of one run stay one row
-    keys = [c for c in SUMMARY_COLUMNS[:8] if c in table.columns and c != "window_s"]
-    seeds = _fold_means(table.assign(window_s=table.get("window_s", np.nan)), keys)
+    table = table.assign(window_s=table.get("window_s", np.nan), horizon=table.get("horizon", 0))
+    keys = [c for c in SUMMARY_COLUMNS[:9] if c in table.columns and c != "window_s"]
+    seeds = _fold_means(table, keys)
     finite = np.isfinite(seeds["value"].to_numpy(dtype=np.float64))
     grouped = seeds.assign(_finite=finite).groupby(keys, sort=True, dropna=False)
     summary = grouped.agg(
@@ -600,12 +605,35 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return summary[list(SUMMARY_COLUMNS)]
 
 
+def table_frame_rate_hz(rows: pd.DataFrame) -> float:
+    """A table's frame rate from window_frames / window_s (median over rows); NaN where
+    `window_s` is absent or NaN."""
+    if "window_s" not in rows.columns:
+        return float("nan")
+    seconds = rows["window_s"].to_numpy(dtype=np.float64)
+    ok = np.isfinite(seconds) & (seconds > 0)
+    if not ok.any():
+        return float("nan")
+    return float(np.median(rows["window_frames"].to_numpy(np.float64)[ok] / seconds[ok]))
+
+
+def smallest_horizon(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the run's smallest horizon (concurrent decoding when 0 is configured): what
+    the statistics, the verdict and the model-comparison figures report, one horizon at a time
+    (`nlp4neuro.horizons` shows skill against horizon). A table without `horizon` is returned
+    as it is."""
+    if "horizon" not in table.columns or table.empty:
+        return table
+    return table[table["horizon"] == table["horizon"].min()].reset_index(drop=True)
+
+
 def skill(table: pd.DataFrame, reference_model: str, metric: str = "rmse") -> pd.DataFrame:
     """Skill relative to a named reference model: 1 - error_model / error_reference.
 
-    Computed per fish, seed, fold, window and segment. 0 means "as good as the reference", 1 a
-    perfect model, negative values worse than the reference. Typical references are the mean
-    predictor and ridge regression, named as in the `model` column (``skill(table, "ridge")``).
+    Computed per fish, seed, fold, horizon, window and segment. 0 means "as good as the
+    reference", 1 a perfect model, negative values worse than the reference. Typical references
+    are the mean predictor and ridge regression, named as in the `model` column
+    (``skill(table, "ridge")``).
 
     Deterministic references are often trained with one seed only: where the reference has no
     run with the model's seed, the reference's mean over its seeds for that
@@ -636,6 +664,7 @@ def skill(table: pd.DataFrame, reference_model: str, metric: str = "rmse") -> pd
     others = rows[rows["model"] != reference_model]
     split_key = ["split"] if "split" in rows.columns else []
     keys = ["fish", "fold", "window_frames", "segment", *split_key]
+    keys += ["horizon"] if "horizon" in rows.columns else []
     by_seed = reference[[*keys, "seed", "value"]].rename(columns={"value": "reference_value"})
     seed_mean = (
         reference.groupby(keys, dropna=False)["value"].mean().rename("reference_mean").reset_index()

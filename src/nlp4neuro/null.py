@@ -60,13 +60,14 @@ P_POLICY = "(1 + #null at least as good as observed) / (1 + n_shifts)"
 """How `summarise_null` computes p, written into the table itself."""
 
 SHIFT_COLUMNS: tuple[str, ...] = (
-    "model", "fish", "window_frames", "window_s", "role", "shift_frames", "min_shift_frames",
-    "n_frames", "alpha", "r2_summed", "rmse_summed", "r2_pooled", "rmse_pooled",
+    "model", "fish", "window_frames", "window_s", "horizon", "role", "shift_frames",
+    "min_shift_frames", "n_frames", "alpha", "r2_summed", "rmse_summed", "r2_pooled", "rmse_pooled",
 )  # fmt: skip
 """Columns of `circular_shift_null` output, in order."""
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "model", "fish", "window_frames", "window_s", "segment", "n_shifts", "min_shift_frames",
+    "model", "fish", "window_frames", "window_s", "horizon", "segment", "n_shifts",
+    "min_shift_frames",
     "r2_observed", "r2_null_mean", "r2_null_sd", "r2_null_p95", "r2_above_null", "r2_p",
     "rmse_observed", "rmse_null_mean", "rmse_null_sd", "rmse_null_p05", "rmse_below_null",
     "rmse_p", "p_policy",
@@ -163,8 +164,8 @@ def _fit_and_score(
     return {"alpha": fitted.alpha, **_scores(y_test, fitted.predict(x_test))}
 
 
-def _identity(dataset: xr.Dataset, window_frames: int) -> dict[str, Any]:
-    """The columns naming the run: model, fish, window_frames, window_s."""
+def _identity(dataset: xr.Dataset, window_frames: int, horizon: int) -> dict[str, Any]:
+    """The columns naming the run: model, fish, window_frames, window_s, horizon."""
     source = dataset.encoding.get("source", "<dataset in memory>")
     if "fish" not in dataset.attrs:
         raise InputFileError(source, "a 'fish' attribute (the dataset contract)", "none")
@@ -174,6 +175,7 @@ def _identity(dataset: xr.Dataset, window_frames: int) -> dict[str, Any]:
         "fish": str(dataset.attrs["fish"]),
         "window_frames": int(window_frames),
         "window_s": int(window_frames) / rate,
+        "horizon": int(horizon),
     }
 
 
@@ -198,6 +200,7 @@ def circular_shift_null(
     params: DecodingParams,
     window_frames: int,
     *,
+    horizon: int,
     n_shifts: int,
     min_shift_frames: int,
     seed: int,
@@ -209,18 +212,22 @@ def circular_shift_null(
         dataset: one fish's dataset (the "Dataset netCDF" contract).
         params: the decoding settings (`DecodingParams.from_config`; its folds are averaged).
         window_frames: window length in frames (sets the smallest shift with the gap).
+        horizon: decode the tail this many frames ahead (one of params.horizons; ridge is
+            frame-wise, so it sees only the paired neural frame).
         n_shifts: number of shifts (null_distribution.n_shifts).
         min_shift_frames: floor of the smallest shift (null_distribution.min_shift_frames).
         seed: seed of the shift draw (the config's seed).
         alphas: ridge penalties, chosen on the validation block.
 
     Returns:
-        One row per fit: model, fish, window_frames, window_s, role ("observed" for the
+        One row per fit: model, fish, window_frames, window_s, horizon, role ("observed" for the
         unshifted fit, first, then "null"), shift_frames (0 for observed), min_shift_frames (the
         smallest shift allowed), n_frames (T'), alpha (chosen penalty, median over folds),
         r2_summed, rmse_summed, r2_pooled, rmse_pooled (dimensionless, rad; means over folds).
     """
-    problems = [build_problem(dataset, window_frames, params, k) for k in range(params.folds)]
+    problems = [
+        build_problem(dataset, window_frames, params, k, horizon) for k in range(params.folds)
+    ]
     recordings = [problem.recording(dataset) for problem in problems]
     folds = [(problem, x) for problem, (x, _) in zip(problems, recordings, strict=True)]
     y = recordings[0][1]  # the targets are the same in every fold; only x's normaliser differs
@@ -233,7 +240,7 @@ def circular_shift_null(
         "null: %d shifts in [%d, %d] of %d frames, %d fold(s)",
         n_shifts, min_shift, n_frames - min_shift, n_frames, len(folds),
     )  # fmt: skip
-    fixed = {**_identity(dataset, window_frames), "min_shift_frames": min_shift}
+    fixed = {**_identity(dataset, window_frames, horizon), "min_shift_frames": min_shift}
     rows = [{**fixed, "role": "observed", "shift_frames": 0, **_fold_scores(folds, y, 0, alphas)}]
     logger.info("null: observed R² (summed tail) %.4f", rows[0]["r2_summed"])
     for index, shift in enumerate(shifts, start=1):
@@ -262,23 +269,35 @@ def _against_null(metric: str, observed: float, null: np.ndarray) -> dict[str, f
 
 
 def summarise_null(shifts: pd.DataFrame) -> pd.DataFrame:
-    """One row per segment (summed, pooled) of a `circular_shift_null` table: `SUMMARY_COLUMNS`.
+    """One row per horizon and segment (summed, pooled) of `circular_shift_null` tables (one
+    per horizon, concatenated): `SUMMARY_COLUMNS`.
 
     Raises:
-        ValueError: the table lacks its columns, or has not exactly one observed row.
+        ValueError: the table lacks its columns, or a horizon has not exactly one observed row.
     """
     missing = [c for c in SHIFT_COLUMNS if c not in shifts.columns]
-    observed = shifts[shifts["role"] == "observed"] if not missing else shifts.iloc[:0]
-    if missing or len(observed) != 1:
+    if missing or shifts.empty:
         raise ValueError(
-            f"shifts: expected a circular_shift_null table (columns {list(SHIFT_COLUMNS)}, one "
-            f"observed row), found columns {list(shifts.columns)}, {len(observed)} observed rows"
+            f"shifts: expected a circular_shift_null table (columns {list(SHIFT_COLUMNS)}), "
+            f"found columns {list(shifts.columns)}, {len(shifts)} rows"
+        )
+    horizons = [_summarise_horizon(group) for _, group in shifts.groupby("horizon", sort=True)]
+    return pd.concat(horizons, ignore_index=True)
+
+
+def _summarise_horizon(shifts: pd.DataFrame) -> pd.DataFrame:
+    """`summarise_null` of one horizon's fits."""
+    observed = shifts[shifts["role"] == "observed"]
+    if len(observed) != 1:
+        raise ValueError(
+            f"shifts: expected one observed row per horizon, found {len(observed)} at horizon "
+            f"{shifts['horizon'].iloc[0]}"
         )
     null = shifts[shifts["role"] == "null"]
     first = observed.iloc[0]
     rows = []
     for segment in SEGMENTS:
-        row = {key: first[key] for key in ("model", "fish", "window_frames", "window_s")}
+        row = {key: first[key] for key in ("model", "fish", "window_frames", "window_s", "horizon")}
         row.update(segment=segment, n_shifts=len(null), min_shift_frames=first["min_shift_frames"])
         for metric in SCORES:
             column = f"{metric}_{segment}"
@@ -291,7 +310,7 @@ def summarise_null(shifts: pd.DataFrame) -> pd.DataFrame:
 
 def gather_null_summaries(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Every fish's and window's `summarise_null` CSV in one table, sorted by model, fish,
-    window and segment.
+    window, horizon and segment.
 
     Raises:
         InputFileError: a file is missing or lacks a summary column.
@@ -309,4 +328,5 @@ def gather_null_summaries(paths: Iterable[str | Path]) -> pd.DataFrame:
     if not tables:
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     gathered = pd.concat(tables, ignore_index=True)
-    return gathered.sort_values(["model", "fish", "window_frames", "segment"], ignore_index=True)
+    order = ["model", "fish", "window_frames", "horizon", "segment"]
+    return gathered.sort_values(order, ignore_index=True)

@@ -4,7 +4,8 @@
 cut into a decoding problem, once; training, prediction and explanation then read the same
 numbers from the one `DecodingProblem` (saved as ``problem.json`` in the run folder):
 
-- the neural lag: the tail of frame t is paired with ``dff`` of frame t + lag (`lag_neural`);
+- the neural lag and the horizon: the tail of frame t is paired with ``dff`` of frame
+  t + lag - horizon (`lag_neural`); every horizon of a run keeps the same target frames;
 - the train / val / test blocks of one fold (`fold_segments`): with ``folds: 1`` one
   chronological split (`chronological_split`); with K > 1 folds the K-th test block of K
   contiguous ones (`blocked_split`, blocked cross-validation). A gap on each side of the test
@@ -45,7 +46,7 @@ SPLIT_NAMES = ("train", "val", "test")
 # during training but active later would otherwise be divided by ~0. A numerical guard, not a
 # modelling choice, so it is no config key.
 STD_FLOOR_FRACTION = 0.01
-_FORMAT = "nlp4neuro decoding problem 2"
+_FORMAT = "nlp4neuro decoding problem 3"
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class DecodingParams:
             max(windows) + calcium_decay_s in frames (`resolved_gap`).
         calcium_decay_s: time for the indicator's response to fade, in seconds.
         neural_lag_frames: pair the tail at frame t with neural frame t + lag; 0 = concurrent.
+        horizons: decode the tail h frames ahead of the neural frames, one problem per h
+            (sorted, unique); with any h > 0 every decoder of the run sees only past frames
+            (`past_only`).
         input_normalisation: "zscore" (per neuron, training statistics) or "none".
     """
 
@@ -72,10 +76,15 @@ class DecodingParams:
     gap_frames: int | None
     calcium_decay_s: float
     neural_lag_frames: int
+    horizons: tuple[int, ...]
     input_normalisation: str
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "windows", tuple(int(w) for w in self.windows))
+        horizons = tuple(sorted({int(h) for h in self.horizons}))
+        if not horizons or horizons[0] < 0 or len(horizons) != len(self.horizons):
+            raise ConfigError("decoding.horizons", "unique integers >= 0", list(self.horizons))
+        object.__setattr__(self, "horizons", horizons)
         total = self.train_fraction + self.val_fraction + self.test_fraction
         if not math.isclose(total, 1.0, abs_tol=1e-6):
             raise ConfigError(
@@ -95,7 +104,13 @@ class DecodingParams:
 
     def to_dict(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        return {**values, "windows": list(self.windows)}
+        return {**values, "windows": list(self.windows), "horizons": list(self.horizons)}
+
+    @property
+    def past_only(self) -> bool:
+        """True when the run decodes ahead: then no prediction may see a neural frame after
+        the frame it is paired with, at any horizon (`models.see_past_only`)."""
+        return max(self.horizons) > 0
 
     def resolved_gap(self, frame_rate_hz: float) -> int:
         """Gap on each side of the test and validation blocks, in frames.
@@ -131,39 +146,62 @@ class DecodingParams:
 # Lag, splits, windows
 
 
-def lag_neural(dataset: xr.Dataset, lag_frames: int) -> xr.Dataset:
-    """Pair the tail at each frame with the neural activity `lag_frames` frames later.
+def lag_neural(
+    dataset: xr.Dataset, lag_frames: int, horizon: int = 0, max_horizon: int = 0
+) -> xr.Dataset:
+    """Pair the tail at each frame t with the neural activity of frame t + lag - horizon.
 
     Calcium indicators report spiking with a delay (GCaMP6s rises over ~0.2-0.5 s and a volume
-    takes ~0.9 s), so a bout late in frame t is often first visible in frame t + 1. The returned
-    dataset keeps every coordinate and the tail of frames 0..T-lag-1 and puts ``dff`` of frames
-    lag..T-1 beside them; windows, splits and predictions then refer to the behaviour's frames.
-    ``lag_frames = 0`` returns the dataset unchanged (the reference's concurrent decoding).
+    takes ~0.9 s), so a bout late in frame t is often first visible in frame t + 1: the lag.
+    The horizon decodes ahead: the tail h frames after the neural frames. The returned dataset
+    keeps every coordinate and the tail of the target frames max(H - lag, 0)..T-lag-1 (H =
+    `max_horizon`, so every horizon of a run has the same target frames) and puts ``dff`` of
+    the paired neural frames beside them; windows, splits and predictions then refer to the
+    behaviour's frames. Lag and horizon 0 return the dataset unchanged (the reference's
+    concurrent decoding).
 
     Raises:
-        ConfigError: a negative lag, or one that leaves no frames.
+        ConfigError: a negative lag or horizon, a horizon above `max_horizon`, or a shift that
+            leaves no frames.
     """
     if lag_frames < 0:
         raise ConfigError("decoding.neural_lag_frames", "an integer >= 0", lag_frames)
-    if lag_frames == 0:
-        return dataset
+    if not 0 <= horizon <= max_horizon:
+        raise ConfigError("decoding.horizons", f"horizons in 0..{max_horizon}", horizon)
     n_time = dataset.sizes["time"]
-    if lag_frames >= n_time:
-        raise ConfigError("decoding.neural_lag_frames", f"fewer than {n_time} frames", lag_frames)
-    frames = dataset["frame"].values
-    uneven = int(np.count_nonzero(frames[lag_frames:] - frames[:-lag_frames] != lag_frames))
+    first = max(max_horizon - lag_frames, 0)
+    if first == 0 and lag_frames == 0:
+        return dataset
+    if first + lag_frames >= n_time:
+        raise ConfigError(
+            "decoding.neural_lag_frames / horizons",
+            f"a lag and largest horizon that leave some of the {n_time} frames",
+            f"lag {lag_frames}, horizon {max_horizon}",
+        )
+    shift = lag_frames - horizon
+    _warn_uneven(dataset["frame"].values, first, n_time - lag_frames, shift)
+    lagged = dataset.isel(time=slice(first, n_time - lag_frames)).copy(deep=True)
+    lagged["dff"].values[:] = dataset["dff"].values[first + shift : n_time - lag_frames + shift]
+    lagged.attrs["neural_lag_frames"] = int(lag_frames)
+    lagged.attrs["horizon_frames"] = int(horizon)
+    return lagged
+
+
+def _warn_uneven(frames: np.ndarray, start: int, stop: int, shift: int) -> None:
+    """Warn when target frame t and its neural frame are not `shift` imaging frames apart."""
+    if shift == 0:
+        return
+    uneven = int(
+        np.count_nonzero(frames[start + shift : stop + shift] - frames[start:stop] != shift)
+    )
     if uneven:
         logger.warning(
             "%d of %d frame pairs are not exactly %d imaging frames apart (frames without tail "
             "samples inside the recording)",
             uneven,
-            n_time - lag_frames,
-            lag_frames,
+            stop - start,
+            shift,
         )
-    lagged = dataset.isel(time=slice(0, n_time - lag_frames)).copy(deep=True)
-    lagged["dff"].values[:] = dataset["dff"].values[lag_frames:]
-    lagged.attrs["neural_lag_frames"] = int(lag_frames)
-    return lagged
 
 
 def chronological_split(
@@ -524,6 +562,8 @@ class DecodingProblem:
     Attributes:
         window_frames: window length in frames.
         fold: which fold of `params.folds` this problem is (0 with one fold).
+        horizon: frames between the neural frames and the tail decoded (one of
+            `params.horizons`; see `lag_neural`).
         gap_frames: the resolved gap beside the blocks in frames (`DecodingParams.resolved_gap`).
         params: the decoding settings it was built with.
         segments: {"train", "val", "test": tuple of slices} contiguous rows of the LAGGED
@@ -537,6 +577,7 @@ class DecodingProblem:
 
     window_frames: int
     fold: int
+    horizon: int
     gap_frames: int
     params: DecodingParams
     segments: dict[str, tuple[slice, ...]]
@@ -570,7 +611,9 @@ class DecodingProblem:
                 f"a different dataset ({found}, from "
                 f"{dataset.encoding.get('source', '<dataset in memory>')})",
             )
-        return lag_neural(dataset, self.params.neural_lag_frames)
+        return lag_neural(
+            dataset, self.params.neural_lag_frames, self.horizon, max(self.params.horizons)
+        )
 
     def recording(self, dataset: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
         """The arrays training uses: x (T', N) float32 normalised lagged inputs, y (T', K)
@@ -586,6 +629,7 @@ class DecodingProblem:
             "format": _FORMAT,
             "window_frames": self.window_frames,
             "fold": self.fold,
+            "horizon": self.horizon,
             "gap_frames": self.gap_frames,
             "params": self.params.to_dict(),
             "segments": {
@@ -621,29 +665,39 @@ def _frame_rate(dataset: xr.Dataset, params: DecodingParams) -> float:
 
 
 def build_problem(
-    dataset: xr.Dataset, window_frames: int, params: DecodingParams, fold: int = 0
+    dataset: xr.Dataset,
+    window_frames: int,
+    params: DecodingParams,
+    fold: int = 0,
+    horizon: int = 0,
 ) -> DecodingProblem:
-    """Cut one fish's dataset into the decoding problem of one window and fold (see the module
-    docstring).
+    """Cut one fish's dataset into the decoding problem of one window, fold and horizon (see
+    the module docstring).
 
     Raises:
         InputFileError: the dataset lacks `dff`/`tail` on (time, neuron)/(time, segment), or a
             frame rate when the gap needs one.
         ConfigError: a window < 1 or longer than a block (decoding.windows), a gap shorter than
-            the lag (decoding.gap_frames), a fold outside 0..folds-1, or an empty block.
+            the lag (decoding.gap_frames), a fold outside 0..folds-1, a horizon not in
+            decoding.horizons, or an empty block.
     """
     window = int(window_frames)
     if window < 1:
         raise ConfigError("decoding.windows", "an integer >= 1", window_frames)
+    if int(horizon) not in params.horizons:
+        raise ConfigError("decoding.horizons", f"a list containing {horizon}", params.horizons)
     gap = params.resolved_gap(_frame_rate(dataset, params))
     fingerprint = dataset_fingerprint(dataset)
-    dff, _ = _arrays(lag_neural(dataset, params.neural_lag_frames))
+    dff, _ = _arrays(
+        lag_neural(dataset, params.neural_lag_frames, int(horizon), max(params.horizons))
+    )
     n_frames, n_neurons = dff.shape
     segments = fold_segments(n_frames, int(fold), params, gap)
     check_window_fits(segments, window)
     return DecodingProblem(
         window_frames=window,
         fold=int(fold),
+        horizon=int(horizon),
         gap_frames=gap,
         params=params,
         segments=segments,
@@ -682,8 +736,8 @@ def _read_json(path: Path) -> Any:
         raise InputFileError(path, "a JSON file", repr(error)) from error
 
 
-_TOP_LEVEL = ("format", "window_frames", "fold", "gap_frames", "params", "segments", "starts",
-              "normaliser", "n_frames", "n_neurons", "n_outputs", "dataset")  # fmt: skip
+_TOP_LEVEL = ("format", "window_frames", "fold", "horizon", "gap_frames", "params", "segments",
+              "starts", "normaliser", "n_frames", "n_neurons", "n_outputs", "dataset")  # fmt: skip
 
 
 def _check_layout(data: Any, path: Path) -> None:
@@ -733,6 +787,7 @@ def load_problem(path: str | Path) -> DecodingProblem:
     return DecodingProblem(
         window_frames=window,
         fold=int(data["fold"]),
+        horizon=int(data["horizon"]),
         gap_frames=int(data["gap_frames"]),
         params=params,
         segments=segments,

@@ -567,6 +567,11 @@ def _check_summary(summary: pd.DataFrame) -> None:
     if "split" in summary.columns and summary["split"].nunique() > 1:
         found = sorted(summary["split"].unique())
         raise InputFileError("<summary table>", "one split (filter to 'test')", f"splits {found}")
+    if "horizon" in summary.columns and summary["horizon"].nunique() > 1:
+        found = sorted(summary["horizon"].unique())
+        raise InputFileError(
+            "<summary table>", "one horizon (metrics.smallest_horizon)", f"horizons {found}"
+        )
     keys = ["model", "fish", "window_frames", "metric", "segment"]
     duplicated = summary.duplicated(keys)
     if duplicated.any():

@@ -57,6 +57,7 @@ from nlp4neuro.models import (
     initialise_readout,
     load_decoder,
     save_decoder,
+    see_past_only,
 )
 from nlp4neuro.models.lean import store_frozen
 from nlp4neuro.problem import (
@@ -784,6 +785,7 @@ def _prediction_attrs(
         "frame_rate_hz": frame_rate_hz,
         "fold": problem.fold,
         "folds": problem.params.folds,
+        "horizon": problem.horizon,
         "params": json.dumps(job.params.to_dict(), sort_keys=True),
         "decoding": json.dumps(problem.params.to_dict(), sort_keys=True),
         "spec": json.dumps(job.spec_dict, sort_keys=True, default=json_default),
@@ -847,7 +849,7 @@ def train_and_predict(
     )
     x, y, sampler = _recording(problem, dataset, job)
     shuffle_gen = set_seeds(seed)
-    model = prepare_precision(model_factory(device), job.precision)
+    model = prepare_precision(for_problem(model_factory(device), problem), job.precision)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(model, nn.Module):
         fit = _fit_torch(model, sampler, problem, job, shuffle_gen)
@@ -871,6 +873,12 @@ def run_precision(spec_dict: Mapping[str, Any], requested: str, device: torch.de
     by `nlp4neuro.device.resolve_precision`; an LLM's fine-tuning mode decides "auto")."""
     finetune = spec_dict.get("finetune") if spec_dict.get("kind") == "llm" else None
     return resolve_precision(requested, device, finetune)
+
+
+def for_problem(model: Any, problem: DecodingProblem) -> Any:
+    """`model` restricted to past frames when the problem's run decodes ahead
+    (`DecodingParams.past_only`, `models.see_past_only`), else unchanged."""
+    return see_past_only(model) if problem.params.past_only else model
 
 
 def prepare_precision(model: Any, precision: str) -> Any:
@@ -897,7 +905,7 @@ def _recording(
 def _log_problem(problem: DecodingProblem, dataset: xr.Dataset) -> None:
     logger.info(
         "fish %s: %d frames x %d neurons -> %d outputs; fold %d of %d, window %d, gap %d, "
-        "lag %d; windows train/val/test %d/%d/%d",
+        "lag %d, horizon %d%s; windows train/val/test %d/%d/%d",
         dataset.attrs["fish"],
         problem.n_frames,
         problem.n_neurons,
@@ -907,6 +915,8 @@ def _log_problem(problem: DecodingProblem, dataset: xr.Dataset) -> None:
         problem.window_frames,
         problem.gap_frames,
         problem.params.neural_lag_frames,
+        problem.horizon,
+        " (past frames only)" if problem.params.past_only else "",
         *(len(problem.starts[s]) for s in ("train", "val", "test")),
     )
 
@@ -946,6 +956,7 @@ def _write_outputs(
         "seed": int(job.seed),
         "fish": fish,
         "fold": problem.fold,
+        "horizon": problem.horizon,
         "problem": PROBLEM_NAME,
         "summary": summary,
         "device": report,
@@ -965,6 +976,7 @@ def train_decoder(
     *,
     window_frames: int,
     fold: int,
+    horizon: int,
     decoding: DecodingParams,
     training: TrainingParams,
     compute: ComputeParams,
@@ -975,13 +987,13 @@ def train_decoder(
 ) -> dict[str, Any]:
     """Train one configured model (`nlp4neuro.models.ModelSpec`) on one fish and fold, save it.
 
-    Builds the decoding problem of `fold` (of decoding.folds), wires `train_and_predict` to
-    the model builders (the decoder is built on the job's device from `spec` with `seed`,
-    saved with `save_decoder`) and removes the checkpoint once every output is written (it
-    only serves to resume a killed job).
+    Builds the decoding problem of `fold` (of decoding.folds) and `horizon`, wires
+    `train_and_predict` to the model builders (the decoder is built on the job's device from
+    `spec` with `seed`, saved with `save_decoder`) and removes the checkpoint once every output
+    is written (it only serves to resume a killed job).
     Returns the summary of `train_and_predict`.
     """
-    problem = build_problem(dataset, window_frames, decoding, fold)
+    problem = build_problem(dataset, window_frames, decoding, fold, horizon)
 
     def model_factory(device: torch.device) -> Any:
         return build_decoder(
@@ -1037,7 +1049,7 @@ def load_trained(
             raise InputFileError(run_dir / name, "an output of train_and_predict", "no such file")
     run_info = json.loads((run_dir / RUN_INFO_NAME).read_text())
     problem = load_problem(run_dir / PROBLEM_NAME)
-    model = load_fn(run_dir / MODEL_DIR_NAME, problem)
+    model = for_problem(load_fn(run_dir / MODEL_DIR_NAME, problem), problem)
     if isinstance(model, nn.Module):
         model.eval()
     return model, problem, run_info

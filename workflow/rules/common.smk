@@ -47,6 +47,17 @@ WINDOWS = config["decoding"]["windows"]
 SEEDS = config["decoding"]["seeds"]
 # blocked cross-validation: one training job per fold (nlp4neuro.problem.fold_segments)
 FOLDS = list(range(config["decoding"]["folds"]))
+# decoding ahead: one training job per horizon (nlp4neuro.problem.lag_neural); the smallest
+# horizon feeds the statistics, verdict, saliency and prediction figures
+HORIZONS = sorted(config["decoding"]["horizons"])
+_shuffled = [name for name, spec in MODELS.items() if spec["rung"] == "timeshuffled"]
+_check(
+    max(HORIZONS) == 0 or not _shuffled,
+    "decoding.horizons",
+    f"[0] with the time-shuffled rung {_shuffled} (its shuffle moves later frames before "
+    "earlier ones; drop 'timeshuffled' from the ladder to decode ahead)",
+    HORIZONS,
+)
 # pretrained model -> {rung: model}, e.g. {"smollm2": {"untrained": "smollm2_untrained"}}
 LADDERS = rungs_of(MODELS)
 # pretrained model -> its untrained twin
@@ -84,6 +95,7 @@ wildcard_constraints:
     window=r"\d+",
     seed=r"\d+",
     fold=r"\d+",
+    horizon=r"\d+",
 
 
 def backbone_key(source):
@@ -151,20 +163,24 @@ _check(
 )
 
 
-def run_dir(model, window, fish, seed, fold):
-    return f"results/train/{model}/w{window}/fish{fish}/seed{seed}/fold{fold}"
+def run_dir(model, window, fish, seed, horizon, fold):
+    return (
+        f"results/train/{model}/w{window}/fish{fish}/seed{seed}/h{horizon}/fold{fold}"
+    )
 
 
-def all_runs(models=None, folds=None):
-    """(model, window, fish, seed, fold) of every training job."""
+def all_runs(models=None, folds=None, horizons=None):
+    """(model, window, fish, seed, horizon, fold) of every training job."""
     models = MODELS if models is None else models
     folds = FOLDS if folds is None else folds
+    horizons = HORIZONS if horizons is None else horizons
     return [
-        (m, w, f, s, k)
+        (m, w, f, s, h, k)
         for m in models
         for w in WINDOWS
         for f in FISH
         for s in SEEDS
+        for h in horizons
         for k in folds
     ]
 
@@ -221,13 +237,15 @@ def saliency_dir(model, window, fish, seed):
 
 
 def saliency_runs():
-    """(model, window, fish, seed) of every map: the first fold's decoders are explained."""
-    return [run[:4] for run in all_runs(saliency_models(), folds=FOLDS[:1])]
+    """(model, window, fish, seed) of every map: the decoders of the first fold at the
+    smallest horizon are explained."""
+    runs = all_runs(saliency_models(), folds=FOLDS[:1], horizons=HORIZONS[:1])
+    return [run[:4] for run in runs]
 
 
 def explained_run_dir(model, window, fish, seed):
-    """The training run a saliency map explains: its first fold."""
-    return run_dir(model, window, fish, seed, FOLDS[0])
+    """The training run a saliency map explains: the first fold at the smallest horizon."""
+    return run_dir(model, window, fish, seed, HORIZONS[0], FOLDS[0])
 
 
 def get_explain_inputs(wildcards):
@@ -285,6 +303,11 @@ def get_final_outputs():
         "results/evaluation/figures/predictions_fish{fish}.png", fish=FISH
     )
     outputs += null_outputs()
+    if len(HORIZONS) > 1:
+        outputs += [
+            "results/evaluation/horizons.csv",
+            "results/evaluation/figures/horizons.png",
+        ]
     if config["saliency"]["enabled"] and saliency_models():
         outputs += ["results/saliency/summary/regions.csv"]
         outputs += expand(

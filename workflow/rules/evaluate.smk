@@ -115,7 +115,7 @@ rule plot_evaluation:
 rule plot_predictions:
     input:
         predictions=lambda wc: [
-            f"{run_dir(m, WINDOWS[0], wc.fish, SEEDS[0], FOLDS[0])}/predictions.nc"
+            f"{run_dir(m, WINDOWS[0], wc.fish, SEEDS[0], HORIZONS[0], FOLDS[0])}/predictions.nc"
             for m in MODELS
         ],
     output:
@@ -138,3 +138,34 @@ rule plot_predictions:
         code=code_digest("plot_predictions"),
     script:
         "../scripts/plot_predictions.py"
+
+
+rule plot_horizons:
+    input:
+        summary="results/evaluation/summary.csv",
+        null=null_outputs(),
+    output:
+        table=report(
+            "results/evaluation/horizons.csv",
+            caption="../report/horizons.rst",
+            category="Evaluation",
+            labels={"table": "skill against horizon"},
+        ),
+        figure=report(
+            "results/evaluation/figures/horizons.png",
+            caption="../report/horizons.rst",
+            category="Evaluation",
+            labels={"figure": "skill against horizon"},
+        ),
+    log:
+        "logs/evaluation/plot_horizons.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        horizons=HORIZONS,
+        code=code_digest("plot_horizons"),
+    script:
+        "../scripts/plot_horizons.py"

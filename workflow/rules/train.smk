@@ -1,5 +1,5 @@
-# Decoders: prepare each pretrained backbone once, then train one model per fish, window, seed
-# and fold.
+# Decoders: prepare each pretrained backbone once, then train one model per fish, window, seed,
+# horizon and fold.
 
 
 rule prepare_backbone:
@@ -27,15 +27,15 @@ rule train_decoder:
     input:
         unpack(get_train_inputs),
     output:
-        predictions="results/train/{model}/w{window}/fish{fish}/seed{seed}/fold{fold}/predictions.nc",
-        curve="results/train/{model}/w{window}/fish{fish}/seed{seed}/fold{fold}/training_curve.csv",
+        predictions="results/train/{model}/w{window}/fish{fish}/seed{seed}/h{horizon}/fold{fold}/predictions.nc",
+        curve="results/train/{model}/w{window}/fish{fish}/seed{seed}/h{horizon}/fold{fold}/training_curve.csv",
         model=directory(
-            "results/train/{model}/w{window}/fish{fish}/seed{seed}/fold{fold}/model"
+            "results/train/{model}/w{window}/fish{fish}/seed{seed}/h{horizon}/fold{fold}/model"
         ),
-        run_info="results/train/{model}/w{window}/fish{fish}/seed{seed}/fold{fold}/run.json",
-        problem="results/train/{model}/w{window}/fish{fish}/seed{seed}/fold{fold}/problem.json",
+        run_info="results/train/{model}/w{window}/fish{fish}/seed{seed}/h{horizon}/fold{fold}/run.json",
+        problem="results/train/{model}/w{window}/fish{fish}/seed{seed}/h{horizon}/fold{fold}/problem.json",
     log:
-        "logs/train/{model}/w{window}/fish{fish}/seed{seed}/fold{fold}.log",
+        "logs/train/{model}/w{window}/fish{fish}/seed{seed}/h{horizon}/fold{fold}.log",
     wildcard_constraints:
         model=_alternation(LLM_MODELS),
     conda:
@@ -55,7 +55,7 @@ rule train_decoder:
             if model_gpus(wc.model)
             else dict(config["compute"], device="cpu")
         ),
-        checkpoint_dir="results/checkpoints/{model}/w{window}/fish{fish}/seed{seed}/fold{fold}",
+        checkpoint_dir="results/checkpoints/{model}/w{window}/fish{fish}/seed{seed}/h{horizon}/fold{fold}",
         code=code_digest("train_decoder"),
     script:
         "../scripts/train_decoder.py"

@@ -4,12 +4,15 @@ model against ridge and every rung of its ladder."""
 import pandas as pd
 from _runtime import start
 
+from nlp4neuro.metrics import smallest_horizon
 from nlp4neuro.provenance import write_table
 from nlp4neuro.statistics import VERDICT_METRICS, model_statistics, verdict_table
 
 logger = start(snakemake)
 summary = pd.read_csv(snakemake.input.summary)
 summary = summary[summary["split"] == "test"] if "split" in summary else summary
+# one horizon at a time: the smallest (concurrent decoding); horizons.csv shows the others
+summary = smallest_horizon(summary)
 parameters = {
     "metrics": [f"{metric}/{segment}" for metric, segment, _ in VERDICT_METRICS],
     "alpha": snakemake.params.alpha,

@@ -17,6 +17,7 @@ summary = train_decoder(
     ModelSpec.from_workflow(snakemake.wildcards.model, snakemake.params.spec),
     window_frames=int(snakemake.wildcards.window),
     fold=int(snakemake.wildcards.fold),
+    horizon=int(snakemake.wildcards.horizon),
     decoding=DecodingParams.from_config(snakemake.params.decoding),
     training=TrainingParams.from_config(snakemake.params.training),
     compute=ComputeParams.from_config(snakemake.params.compute, threads=snakemake.threads),

@@ -8,7 +8,7 @@ Public API (see each submodule for details):
 - `RecurrentDecoder`, `ReservoirDecoder`, `TransformerDecoder`, `RidgeDecoder`, `MeanDecoder`
   (baselines).
 - `build_decoder`, `initialise_readout`, `trainable_parameter_count`, `save_decoder`,
-  `load_decoder` (build).
+  `load_decoder`, `see_past_only` (build; the last for decoding ahead).
 - `random_backbone`, `state_sha256` (twin): an untrained twin's random backbone, redrawn from
   its config and seed instead of saved.
 - `BackboneFreeDecoder`, `frame_orders`, `in_frame_order` (rungs): the ablation ladder's
@@ -38,6 +38,7 @@ from nlp4neuro.models.build import (
     initialise_readout,
     load_decoder,
     save_decoder,
+    see_past_only,
     trainable_parameter_count,
 )
 from nlp4neuro.models.llm import LLMDecoder, load_backbone
@@ -76,6 +77,7 @@ __all__ = [
     "random_backbone",
     "resolve_source",
     "save_decoder",
+    "see_past_only",
     "state_sha256",
     "trainable_parameter_count",
 ]

@@ -20,6 +20,11 @@ from nlp4neuro.errors import InputFileError
 from nlp4neuro.ridge import check_frame_pair, check_frames, fit_ridge
 
 
+def causal_mask(window: int, device: torch.device) -> torch.Tensor:
+    """(window, window) bool mask, True where attention is forbidden (frame t sees <= t)."""
+    return torch.ones(window, window, dtype=torch.bool, device=device).triu(1)
+
+
 def _check_window_input(x: torch.Tensor, n_neurons: int) -> None:
     if x.ndim != 3 or x.shape[-1] != n_neurons:
         raise ValueError(
@@ -131,7 +136,8 @@ class ReservoirDecoder(nn.Module):
 
 
 class TransformerDecoder(nn.Module):
-    """Small transformer encoder trained from scratch (bidirectional within the window).
+    """Small transformer encoder trained from scratch (bidirectional within the window, or
+    causal with `past_only`, set by `build.see_past_only` when decoding ahead).
 
     Frames are projected to d_model, a learned positional embedding is added, pre-norm
     encoder layers (feed-forward width 4 d_model) mix the window, a linear readout decodes
@@ -161,6 +167,7 @@ class TransformerDecoder(nn.Module):
         self.n_neurons = n_neurons
         self.n_outputs = n_outputs
         self.family = "encoder"
+        self.past_only = False
         self.input_proj = nn.Linear(n_neurons, d_model)
         self.position = nn.Parameter(torch.randn(max_window, d_model) * 0.02)
         layer = nn.TransformerEncoderLayer(
@@ -186,7 +193,10 @@ class TransformerDecoder(nn.Module):
                 f"found {window}"
             )
         tokens = self.input_proj(x) + self.position[:window]
-        return self.readout(self.encoder(tokens))
+        if not self.past_only:
+            return self.readout(self.encoder(tokens))
+        mask = causal_mask(window, x.device)
+        return self.readout(self.encoder(tokens, mask=mask, is_causal=True))
 
 
 def _read_json(path: Path) -> dict:

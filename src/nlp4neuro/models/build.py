@@ -23,7 +23,7 @@ from nlp4neuro.models.baselines import (
     TransformerDecoder,
 )
 from nlp4neuro.models.llm import LLMDecoder, build_llm_decoder
-from nlp4neuro.models.rungs import build_backbone_free_decoder
+from nlp4neuro.models.rungs import BackboneFreeDecoder, build_backbone_free_decoder
 from nlp4neuro.models.spec import FRAME_KINDS, ModelSpec
 from nlp4neuro.provenance import atomic_output, versions
 
@@ -157,6 +157,32 @@ def _build_baseline(spec: ModelSpec, n_neurons: int, n_outputs: int) -> nn.Modul
         )
     # ModelSpec validation rules this out
     raise ConfigError(f"models.{spec.name}.kind", "a torch model kind", spec.kind)
+
+
+def see_past_only(model: Decoder) -> Decoder:
+    """Make every prediction of `model` depend on its own frame and earlier ones only.
+
+    For decoding ahead (`problem.DecodingParams.past_only`): the prediction for frame t of a
+    window must not see a later neural frame. Frame-wise models (ridge, mean), LSTM/GRU,
+    reservoirs and causal language models already comply; a bidirectional encoder (a BERT
+    backbone, the from-scratch transformer, an encoder's attention or block rung) gets a
+    causal attention mask. Idempotent; returns `model`.
+
+    Raises:
+        ConfigError (decoding.horizons): the time-shuffled rung, whose shuffle moves later
+            frames before earlier ones.
+    """
+    if isinstance(model, LLMDecoder) and model.shuffles_time:
+        raise ConfigError(
+            "decoding.horizons",
+            "horizon 0 only for a time-shuffled rung (it moves later frames before earlier ones)",
+            f"decoding ahead with '{model.spec.name}'",
+        )
+    if isinstance(model, LLMDecoder | TransformerDecoder):
+        model.past_only = True
+    elif isinstance(model, BackboneFreeDecoder) and model.mixer is not None:
+        model.mixer.causal = True
+    return model
 
 
 def trainable_parameter_count(model: Decoder) -> tuple[int, int]:

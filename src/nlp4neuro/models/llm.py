@@ -3,7 +3,8 @@
 One imaging frame is one token. A linear layer maps the frame's N neuron values to a d_model
 vector fed to the backbone as `inputs_embeds` (the token embedding is bypassed); a second linear
 layer reads the tail angles from every token's last hidden state. Decoder-only backbones are
-causal (the prediction for frame t sees frames <= t); encoders (BERT) see the whole window.
+causal (the prediction for frame t sees frames <= t); encoders (BERT) see the whole window, or
+with `past_only` (decoding ahead) the frames <= t through a causal attention mask.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class LLMDecoder(nn.Module):
         shuffle_seed: the eval permutation's seed (int64 scalar; only with `shuffle_seed`).
 
     Attributes:
+        past_only: an encoder's prediction for frame t sees only frames <= t of the window
+            (a causal attention mask; set by `build.see_past_only`). A causal backbone always
+            does.
         random_backbone: for a random (untrained) backbone, the record `twin.random_backbone`
             returned when it was drawn (seed, sha256, ...); None for pretrained weights.
         lora: in LoRA mode, what was adapted (`lora.lora_record`: placement, projections per
@@ -65,6 +69,7 @@ class LLMDecoder(nn.Module):
 
     random_backbone: dict[str, Any] | None = None
     lora: dict[str, Any] | None = None
+    past_only = False
 
     def __init__(
         self,
@@ -132,9 +137,18 @@ class LLMDecoder(nn.Module):
         """The backbone's predictions for windows in the order given: (batch, window, N) ->
         (batch, window, K)."""
         tokens = self.tokens(x).to(self.token_dtype)
-        mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
-        hidden = self.backbone(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
+        hidden = self.backbone(inputs_embeds=tokens, attention_mask=self.mask(x)).last_hidden_state
         return self.output_head(hidden.to(self.output_head.weight.dtype))
+
+    def mask(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention mask of windows `x`: (batch, window) ones (every frame is real; the
+        backbone's own family decides what a token sees), or for an encoder with `past_only`
+        (batch, 1, window, window) bool, True where frame t may see frame s (s <= t)."""
+        batch, window = x.shape[:2]
+        if self.past_only and self.family == "encoder":
+            below = torch.ones(window, window, dtype=torch.bool, device=x.device).tril()
+            return below.expand(batch, 1, window, window)
+        return torch.ones(batch, window, dtype=torch.long, device=x.device)
 
 
 def _require_cuda(spec: ModelSpec, device: str, expected: str) -> None:

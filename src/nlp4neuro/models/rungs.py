@@ -26,14 +26,10 @@ from nlp4neuro.models.backbones import (
     backbone_family,
     backbone_hidden_size,
 )
+from nlp4neuro.models.baselines import causal_mask
 from nlp4neuro.models.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
-
-
-def causal_mask(window: int, device: torch.device) -> torch.Tensor:
-    """(window, window) bool mask, True where attention is forbidden (frame t sees <= t)."""
-    return torch.ones(window, window, dtype=torch.bool, device=device).triu(1)
 
 
 class SelfAttentionLayer(nn.Module):

@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from nlp4neuro.errors import ConfigError, InputFileError
+from nlp4neuro.metrics import table_frame_rate_hz
 from nlp4neuro.plots import save_figure
 
 logger = logging.getLogger(__name__)
@@ -82,17 +83,6 @@ def _select(summary: pd.DataFrame, metric: str, segment: str) -> pd.DataFrame:
             (metric, segment),
         )
     return rows
-
-
-def _frame_rate_hz(rows: pd.DataFrame) -> float:
-    """Frame rate from window_frames / window_s; NaN where `window_s` is absent or NaN."""
-    if "window_s" not in rows.columns:
-        return float("nan")
-    seconds = rows["window_s"].to_numpy(dtype=np.float64)
-    ok = np.isfinite(seconds) & (seconds > 0)
-    if not ok.any():
-        return float("nan")
-    return float(np.median(rows["window_frames"].to_numpy(np.float64)[ok] / seconds[ok]))
 
 
 def _window_title(window: int, frame_rate_hz: float) -> str:
@@ -176,7 +166,7 @@ def plot_model_comparison(
     models = _model_order(rows, stats_rows)
     windows = sorted(rows["window_frames"].unique())
     fish_ids = sorted(rows["fish"].unique())
-    frame_rate_hz = _frame_rate_hz(rows)
+    frame_rate_hz = table_frame_rate_hz(rows)
     low, high, step = _value_range(rows)
     fig = Figure(figsize=(1.5 + 1.2 * len(models) * len(windows), 4.6), layout="constrained")
     axes = fig.subplots(1, len(windows), sharey=True, squeeze=False)[0]
@@ -373,7 +363,7 @@ def _test_splits_of_one_fish(
     return {name: _test_split(ds) for name, ds in ds_by_model.items()}, fish.pop()
 
 
-CURVE_KEYS = ("model", "window", "fish", "seed", "fold")
+CURVE_KEYS = ("model", "window", "fish", "seed", "horizon", "fold")
 
 
 def plot_training_curves(curves: pd.DataFrame, out_stem: str | Path) -> list[Path]:
@@ -426,7 +416,7 @@ def _curve_panel(ax: Axes, panel: pd.DataFrame, colour: str) -> None:
         return
     columns = ["train_loss"] + (["val_loss"] if "val_loss" in panel else [])
     for column, style in zip(columns, ("-", "--"), strict=False):
-        for _, run in panel.groupby(["fish", "seed", "fold"]):
+        for _, run in panel.groupby(["fish", "seed", "horizon", "fold"]):
             ax.plot(run["epoch"], run[column], color=colour, ls=style, lw=0.6, alpha=0.35)
         median = panel.groupby("epoch")[column].median()
         ax.plot(median.index, median.values, color=colour, ls=style, lw=2.0)
@@ -481,7 +471,7 @@ def plot_window_sweep(
     ax.set_xlabel("window size (frames)")
     ax.set_ylabel(f"{metric_label(metric)}, {_segment_label(segment)}")
     ax.grid(color="0.92")
-    _add_seconds_axis(ax, windows, _frame_rate_hz(rows))
+    _add_seconds_axis(ax, windows, table_frame_rate_hz(rows))
     if windows.size == 1:
         ax.set_title(f"single window size ({int(windows[0])} frames)", fontsize=10)
     fig.legend(
@@ -491,7 +481,9 @@ def plot_window_sweep(
     return save_figure(fig, out_stem)
 
 
-def _add_seconds_axis(ax: Axes, windows: np.ndarray, frame_rate_hz: float) -> None:
+def _add_seconds_axis(
+    ax: Axes, windows: np.ndarray, frame_rate_hz: float, label: str = "window length (s)"
+) -> None:
     """A top axis giving the window sizes (frames) in seconds; none without a frame rate."""
     if not np.isfinite(frame_rate_hz):
         return
@@ -499,12 +491,57 @@ def _add_seconds_axis(ax: Axes, windows: np.ndarray, frame_rate_hz: float) -> No
         "top", functions=(lambda f: f / frame_rate_hz, lambda s: s * frame_rate_hz)
     )
     top.set_xticks(windows / frame_rate_hz, [f"{w / frame_rate_hz:.1f}" for w in windows])
-    top.set_xlabel("window length (s)")
+    top.set_xlabel(label)
+
+
+def plot_horizons(table: pd.DataFrame, out_stem: str | Path, segment: str = "summed") -> list[Path]:
+    """Test R² against horizon per model, one panel per window (`horizons.horizon_table`).
+
+    Each model: mean ± s.e.m. over fish; the floor: the circular-shift null's 95th percentile
+    (ridge, mean over fish) at each horizon, dashed. Returns the written [png, svg].
+    """
+    rows = table[table["segment"] == segment]
+    if rows.empty:
+        raise InputFileError("<horizon table>", f"rows for segment '{segment}'", "none")
+    windows = sorted(rows["window_frames"].unique())
+    models = list(dict.fromkeys(rows["model"]))
+    rate = (
+        float(np.nanmedian(rows["horizon"] / rows["horizon_s"]))
+        if rows["horizon"].any()
+        else np.nan
+    )
+    fig = Figure(figsize=(4.2 * len(windows) + 2.2, 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(windows), sharey=True))
+    for ax, window in zip(axes, windows, strict=True):
+        panel = rows[rows["window_frames"] == window]
+        for i, model in enumerate(models):
+            line = panel[panel["model"] == model].sort_values("horizon")
+            ax.errorbar(
+                line["horizon"], line["r2_mean"], yerr=line["r2_sem"], color=_colour(i),
+                marker="o", capsize=3, label=model if ax is axes[0] else None,
+            )  # fmt: skip
+        floor = panel.groupby("horizon")["null_r2_p95_mean"].mean()
+        if floor.notna().any():
+            label = "null 95th percentile (ridge, shifted)" if ax is axes[0] else None
+            ax.plot(floor.index, floor.to_numpy(), color="0.3", linestyle="--", label=label)
+        horizons = np.array(sorted(panel["horizon"].unique()), dtype=np.float64)
+        ax.set_xticks(horizons, [str(int(h)) for h in horizons])
+        ax.set_xlabel("horizon: tail decoded this many frames ahead")
+        ax.set_title(_window_title(int(window), rate), fontsize=10)
+        ax.grid(color="0.92")
+        _add_seconds_axis(ax, horizons, rate, label="horizon (s)")
+    axes[0].set_ylabel(f"{metric_label('r2')}, {_segment_label(segment)}")
+    fig.legend(
+        loc="outside right upper", fontsize=8, frameon=False,
+        title="mean ± s.e.m. over fish", title_fontsize=8,
+    )  # fmt: skip
+    return save_figure(fig, out_stem)
 
 
 __all__: Sequence[str] = (
     "OKABE_ITO",
     "metric_label",
+    "plot_horizons",
     "plot_model_comparison",
     "plot_predictions",
     "plot_training_curves",
