@@ -119,7 +119,9 @@ def split_windows(
 
     params = problem_mod.DecodingParams.from_config(config["decoding"])
     gap = params.resolved_gap(frame_rate_hz)
-    usable = frames - params.neural_lag_frames
+    # the target frames every horizon shares (`nlp4neuro.problem.lag_neural`)
+    lag = params.neural_lag_frames
+    usable = frames - lag - max(max(params.horizons) - lag, 0)
     counts = []
     for fold in range(params.folds):
         segments = problem_mod.fold_segments(usable, fold, params, gap)
@@ -218,10 +220,11 @@ def _frame_rate(config: dict) -> float:
 
 
 def _model_row(name: str, entry: dict, measured: dict, config: dict, shapes: dict) -> dict:
-    """Jobs, hours, memory and disk of one model over every fish, window, seed and fold."""
+    """Jobs, hours, memory and disk of one model over every fish, window, seed, horizon and
+    fold (every horizon costs the same: the same target frames)."""
     decoding = config["decoding"]
-    n_seeds = len(decoding["seeds"])
-    n_runs = len(shapes) * len(decoding["windows"]) * n_seeds * decoding["folds"]
+    repeats = len(decoding["seeds"]) * len(decoding["horizons"])  # runs per fish, window, fold
+    n_runs = len(shapes) * len(decoding["windows"]) * repeats * decoding["folds"]
     row = {"model": name, "jobs": n_runs}
     if "not_measured" in measured:
         return {**row, "not_measured": measured["not_measured"]}
@@ -236,8 +239,8 @@ def _model_row(name: str, entry: dict, measured: dict, config: dict, shapes: dic
                     job = measured["fit_seconds"] * frames / measured["frames"]
                 else:
                     job = job_seconds(measured, training, windows, window / measured["window"])
-                seconds += n_seeds * job
-                disk += n_seeds * disk_bytes(entry, _weights(measured, neurons), windows)
+                seconds += repeats * job
+                disk += repeats * disk_bytes(entry, _weights(measured, neurons), windows)
     threads = measured.get("threads", 1)
     return {
         **row,

@@ -42,8 +42,8 @@ def shrunk_config(config: dict[str, Any], args: argparse.Namespace, precision: s
 
 
 def run_workflow(config: dict, folder: Path, cores: int) -> list[Path]:
-    """Train every (model, fish, seed, fold) of `config` in `folder` with the real Snakefile;
-    the run folders."""
+    """Train every (model, fish, seed, fold) of `config` at its smallest horizon in `folder`
+    with the real Snakefile; the run folders."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -51,8 +51,10 @@ def run_workflow(config: dict, folder: Path, cores: int) -> list[Path]:
 
     window = config["decoding"]["windows"][0]
     folds = config["decoding"].get("folds", default_value("decoding", "folds"))
+    # the smallest horizon: concurrent decoding with the default
+    horizon = min(config["decoding"].get("horizons", default_value("decoding", "horizons")))
     runs = [
-        folder / f"results/train/{m}/w{window}/fish{f}/seed{s}/fold{k}"
+        folder / f"results/train/{m}/w{window}/fish{f}/seed{s}/h{horizon}/fold{k}"
         for m in config["models"]
         for f in config["fish"]
         for s in config["decoding"]["seeds"]

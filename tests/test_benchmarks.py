@@ -177,7 +177,7 @@ def test_precision_benchmark_pairs_fp32_and_bf16_workflow_runs(tmp_path):
     report = json.loads((tmp_path / "precision.json").read_text())
     assert report["n"] == 2  # the first fish only, two seeds, one window
     for pair, seed in zip(report["pairs"], (0, 1), strict=True):
-        assert pair["run"] == f"lstm/w5/fish1/seed{seed}/fold0"
+        assert pair["run"] == f"lstm/w5/fish1/seed{seed}/h0/fold0"
         assert (pair["fp32"]["precision"], pair["bf16"]["precision"]) == ("fp32", "bf16")
         run = tmp_path / "precision" / "bf16" / "results/train" / pair["run"] / "run.json"
         assert json.loads(run.read_text())["summary"]["test_rmse"] == pair["bf16"]["test_rmse"]

@@ -59,5 +59,5 @@ def test_tiny_workflow_on_cuda(tmp_path):
     config_file.write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "--cores", "2", "--configfile", str(config_file))
     assert result.returncode == 0, result.stderr[-5000:]
-    log = (tmp_path / "logs/train/tinyllama/w5/fish1/seed0/fold0.log").read_text()
+    log = (tmp_path / "logs/train/tinyllama/w5/fish1/seed0/h0/fold0.log").read_text()
     assert "cuda" in log

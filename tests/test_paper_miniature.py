@@ -141,7 +141,7 @@ def test_every_model_and_twin_is_scored_on_both_fish(miniature):
 
 def test_folds_test_every_model_on_the_same_disjoint_test_blocks(miniature):
     def test_frames(model: str, fold: int) -> np.ndarray:
-        path = miniature / f"results/train/{model}/w5/fish10/seed0/fold{fold}/predictions.nc"
+        path = miniature / f"results/train/{model}/w5/fish10/seed0/h0/fold{fold}/predictions.nc"
         predictions = xr.load_dataset(path)
         return predictions["frame"].values[predictions["split"].values == "test"]
 

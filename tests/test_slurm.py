@@ -39,7 +39,7 @@ def allocation(log: str) -> dict[str, str]:
 
 
 TARGETS = [
-    f"results/train/{model}/w5/fish1/seed0/fold0/predictions.nc"
+    f"results/train/{model}/w5/fish1/seed0/h0/fold0/predictions.nc"
     for model in ("tinyllama", "tinyllama_untrained", "gru", "ridge")
 ]
 
@@ -84,7 +84,7 @@ def test_gpu_jobs_land_in_the_gpu_partition_with_a_gpu(slurm, slurm_run):
     for log, text in job_logs(slurm_run).items():
         given = allocation(text)
         record = scheduler_record(given["SLURM_JOB_ID"], slurm.env)
-        # logs/train/<model>/w5/fish1/seed0/fold0.log: tinyllama and its twin are llm models
+        # logs/train/<model>/w5/fish1/seed0/h0/fold0.log: tinyllama and its twin are llm models
         wants_gpu = "train" in log.parts and log.parents[3].name.startswith("tinyllama")
         if wants_gpu:
             assert record["Partition"] == "gpu", log

@@ -57,11 +57,13 @@ def test_default_config_dry_run_shows_every_stage_per_fish(tmp_path):
 def test_paper_scale_synthetic_preset_dry_run(tmp_path):
     jobs = dry_run(tmp_path, "--configfile", str(ROOT / "config/synthetic-paper-scale.yaml"))
     assert jobs["simulate_fish"] == 5
-    # (2 LLMs + 2 untrained twins) and 3 baselines, x 2 windows x 5 fish x 3 seeds x 5 folds
-    assert jobs["train_decoder"] == 4 * 2 * 5 * 3 * 5
-    assert jobs["train_baseline"] == 3 * 2 * 5 * 3 * 5
-    # saliency explains the first fold's decoders only
+    # (2 LLMs + 2 untrained twins) and 3 baselines, x 2 windows x 5 fish x 3 seeds x 5 horizons
+    # x 5 folds
+    assert jobs["train_decoder"] == 4 * 2 * 5 * 3 * 5 * 5
+    assert jobs["train_baseline"] == 3 * 2 * 5 * 3 * 5 * 5
+    # saliency explains the first fold's decoders at the smallest horizon only
     assert jobs["explain_decoder"] == 4 * 2 * 5 * 3
+    assert jobs["plot_horizons"] == 1
 
 
 def test_lint_and_format_are_clean():
@@ -129,7 +131,7 @@ def test_datasets_match_the_simulated_ground_truth(tiny_run):
 def test_every_model_writes_predictions_in_one_format(tiny_run):
     for model in MODELS:
         for fish in FISH:
-            run = tiny_run / f"results/train/{model}/w5/fish{fish}/seed0/fold0"
+            run = tiny_run / f"results/train/{model}/w5/fish{fish}/seed0/h0/fold0"
             predictions = xr.load_dataset(run / "predictions.nc")
             assert set(predictions["split"].values) == {"val", "test"}
             assert predictions["predicted"].shape == predictions["true"].shape
@@ -137,7 +139,7 @@ def test_every_model_writes_predictions_in_one_format(tiny_run):
             assert np.isfinite(predictions["predicted"].values).all()
             assert (run / "model" / "spec.json").exists()
             assert not (
-                tiny_run / f"results/checkpoints/{model}/w5/fish{fish}/seed0/fold0/checkpoint.pt"
+                tiny_run / f"results/checkpoints/{model}/w5/fish{fish}/seed0/h0/fold0/checkpoint.pt"
             ).exists()
 
 

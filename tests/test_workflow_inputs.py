@@ -370,7 +370,7 @@ def test_layout_runs_end_to_end_and_only_reads_its_inputs(layout, inputs, run_la
             assert (dataset["region"].values == "").all()  # no labels in these layouts
 
         for model in MODELS:
-            run = workdir / f"results/train/{model}/w5/fish{fish}/seed0/fold0"
+            run = workdir / f"results/train/{model}/w5/fish{fish}/seed0/h0/fold0"
             predictions = xr.load_dataset(run / "predictions.nc")
             assert predictions.attrs["model"] == model
             assert set(predictions["split"].values) == {"val", "test"}
@@ -391,7 +391,7 @@ def test_layout_runs_end_to_end_and_only_reads_its_inputs(layout, inputs, run_la
     undefined = (metrics["model"] == "mean") & (metrics["metric"] == "pearson_r")
     assert np.isfinite(metrics.loc[~undefined, "value"]).all()
     # the table's test RMSE is the one recomputed from the prediction file
-    run = workdir / "results/train/ridge/w5/fish1/seed0/fold0"
+    run = workdir / "results/train/ridge/w5/fish1/seed0/h0/fold0"
     predictions = xr.load_dataset(run / "predictions.nc")
     test = predictions.where(predictions["split"] == "test", drop=True)
     rmse = np.sqrt(((test["predicted"] - test["true"]) ** 2).mean("time")).values

@@ -18,6 +18,7 @@ parameters = {
     "alpha": snakemake.params.alpha,
     "n_bootstrap": snakemake.params.n_bootstrap,
     "seed": snakemake.params.seed,
+    "horizon": int(summary["horizon"].min()),
 }
 statistics = model_statistics(
     summary,
