@@ -830,3 +830,28 @@ def test_poisoned_future_never_reaches_a_prediction_ahead(tmp_path, kind, fields
     assert any(not np.allclose(clean[f], dirty[f], atol=1e-3) for f in later)
     with xr.open_dataset(out / "predictions.nc") as saved:
         assert int(saved.attrs["horizon"]) == 3
+
+
+def test_a_horizon_lets_a_decoder_read_the_tail_ahead(tmp_path):
+    """The tail at frame t + 3 is written by the neural activity of frame t: at horizon 3 the
+    per-frame decoder recovers it; concurrently (horizon 0, same target frames) it cannot."""
+    dataset = make_dataset(n_frames=300, noise=0.0)
+    ahead = np.zeros_like(dataset["tail"].values)
+    ahead[3:] = dataset["tail"].values[:-3]
+    dataset["tail"].values[:] = ahead
+    params = fast_params(epochs=8, learning_rate=5e-2, schedule="cosine")
+    both = decoding(horizons=[0, 3])
+    scores = {}
+    for horizon in (0, 3):
+        problem = build_problem(dataset, 5, both, horizon=horizon)
+        scores[horizon] = train_and_predict(
+            dataset, problem, lambda device: TinyDecoder(), spec_dict=SPEC, params=params,
+            compute=CPU, seed=0, out_dir=tmp_path / f"h{horizon}" / "out",
+            checkpoint_dir=tmp_path / f"h{horizon}" / "ckpt", save_fn=save_state,
+        )["test_rmse"]  # fmt: skip
+    assert scores[3] < 0.3 * scores[0]
+    h0 = xr.load_dataset(tmp_path / "h0" / "out" / "predictions.nc")
+    h3 = xr.load_dataset(tmp_path / "h3" / "out" / "predictions.nc")
+    np.testing.assert_array_equal(h0["frame"].values, h3["frame"].values)  # same targets
+    np.testing.assert_array_equal(h0["true"].values, h3["true"].values)
+    assert (int(h0.attrs["horizon"]), int(h3.attrs["horizon"])) == (0, 3)

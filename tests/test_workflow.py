@@ -64,6 +64,7 @@ def test_paper_scale_synthetic_preset_dry_run(tmp_path):
     # saliency explains the first fold's decoders at the smallest horizon only
     assert jobs["explain_decoder"] == 4 * 2 * 5 * 3
     assert jobs["plot_horizons"] == 1
+    assert jobs["tail_history"] == 2 * 5  # per window and fish
 
 
 def test_lint_and_format_are_clean():

@@ -70,6 +70,9 @@ def test_horizon_table_and_figure_with_the_null_floor(horizon_run):
     }
     assert (table["n_fish"] == len(FISH)).all()
     assert table["null_r2_p95_mean"].notna().all() and (table["n_fish_with_null"] == 3).all()
+    # the tail's own past: a reference ahead only (at horizon 0 the tail is the target)
+    assert table.loc[table["horizon"] == 2, "tail_history_r2_mean"].notna().all()
+    assert table.loc[table["horizon"] == 0, "tail_history_r2_mean"].isna().all()
     null = pd.read_csv(horizon_run / "results/evaluation/null.csv")
     assert set(null["horizon"]) == set(HORIZONS)
     figure = horizon_run / "results/evaluation/figures/horizons.png"

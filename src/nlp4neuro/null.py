@@ -152,10 +152,11 @@ def _scores(true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     }
 
 
-def _fit_and_score(
+def fit_and_score(
     x: np.ndarray, y: np.ndarray, splits: Mapping[str, np.ndarray], alphas: Sequence[float]
 ) -> dict[str, float]:
-    """Ridge on the train rows of x (T', N) -> y (T', K), penalty chosen on val, test scores."""
+    """Ridge on the train rows of x (T', N) -> y (T', K), penalty chosen on val, test scores
+    (`r2_summed`, `rmse_summed`, `r2_pooled`, `rmse_pooled`) and the chosen `alpha`."""
     train, val, test = splits["train"], splits["val"], splits["test"]
     x_train, y_train = check_frame_pair("train", x[train], y[train], None, None)
     x_val, y_val = check_frame_pair("val", x[val], y[val], None, None)
@@ -188,7 +189,7 @@ def _fold_scores(
     """Ridge's test scores averaged over the folds, after rolling each fold's x by `shift`
     frames; `alpha` is the median of the penalties the folds chose."""
     scores = [
-        _fit_and_score(np.roll(x, shift, axis=0) if shift else x, y, problem.splits, alphas)
+        fit_and_score(np.roll(x, shift, axis=0) if shift else x, y, problem.splits, alphas)
         for problem, x in folds
     ]
     mean = {key: float(np.mean([score[key] for score in scores])) for key in scores[0]}

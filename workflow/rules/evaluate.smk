@@ -140,10 +140,35 @@ rule plot_predictions:
         "../scripts/plot_predictions.py"
 
 
+rule tail_history:
+    input:
+        dataset="results/datasets/fish{fish}.nc",
+    output:
+        table="results/horizons/tail_history/w{window}/fish{fish}.csv",
+    log:
+        "logs/horizons/tail_history/w{window}/fish{fish}.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    threads: 1
+    resources:
+        mem_mb=config["compute"]["mem_mb_baseline"],
+    params:
+        decoding=config["decoding"],
+        alphas=null_ridge_alphas(),
+        code=code_digest("tail_history"),
+    script:
+        "../scripts/tail_history.py"
+
+
 rule plot_horizons:
     input:
         summary="results/evaluation/summary.csv",
         null=null_outputs(),
+        tail_history=expand(
+            "results/horizons/tail_history/w{window}/fish{fish}.csv",
+            window=WINDOWS,
+            fish=FISH,
+        ),
     output:
         table=report(
             "results/evaluation/horizons.csv",

@@ -498,7 +498,8 @@ def plot_horizons(table: pd.DataFrame, out_stem: str | Path, segment: str = "sum
     """Test R² against horizon per model, one panel per window (`horizons.horizon_table`).
 
     Each model: mean ± s.e.m. over fish; the floor: the circular-shift null's 95th percentile
-    (ridge, mean over fish) at each horizon, dashed. Returns the written [png, svg].
+    (ridge, mean over fish) at each horizon, dashed; the tail's own past (ridge from the tail h
+    frames earlier, mean over fish), dotted. Returns the written [png, svg].
     """
     rows = table[table["segment"] == segment]
     if rows.empty:
@@ -524,6 +525,11 @@ def plot_horizons(table: pd.DataFrame, out_stem: str | Path, segment: str = "sum
         if floor.notna().any():
             label = "null 95th percentile (ridge, shifted)" if ax is axes[0] else None
             ax.plot(floor.index, floor.to_numpy(), color="0.3", linestyle="--", label=label)
+        history = panel.groupby("horizon")["tail_history_r2_mean"].mean().dropna()
+        if not history.empty:
+            label = "the tail's own past (ridge, h frames earlier)" if ax is axes[0] else None
+            ax.plot(history.index, history.to_numpy(), color="0.3", linestyle=":", marker="x",
+                    label=label)  # fmt: skip
         horizons = np.array(sorted(panel["horizon"].unique()), dtype=np.float64)
         ax.set_xticks(horizons, [str(int(h)) for h in horizons])
         ax.set_xlabel("horizon: tail decoded this many frames ahead")
