@@ -88,10 +88,10 @@ def compare(results: dict[str, list[dict]], runs: list[Path]) -> dict[str, Any]:
     """Paired differences bf16 - fp32 of test RMSE, per run and summarised."""
     pairs = []
     for run, fp32, bf16 in zip(runs, results["fp32"], results["bf16"], strict=True):
-        parts = run.parts
+        parts = run.parts  # model/w/fish/seed/h/fold
         pairs.append(
             {
-                "run": "/".join(parts[-5:]),
+                "run": "/".join(parts[-6:]),
                 "fp32": fp32,
                 "bf16": bf16,
                 "difference": bf16["test_rmse"] - fp32["test_rmse"],
