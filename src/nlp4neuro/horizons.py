@@ -57,10 +57,10 @@ def _history_fold(
     y = np.asarray(problem.lagged(dataset)["tail"].values, dtype=np.float64)
     tail = np.asarray(dataset["tail"].values, dtype=np.float64)
     first = dataset.sizes["time"] - params.neural_lag_frames - problem.n_frames
-    earlier = np.arange(problem.n_frames) + first - horizon
-    history = np.full_like(y, np.nan)
-    history[earlier >= 0] = tail[earlier[earlier >= 0]]
+    earlier = np.arange(problem.n_frames) + first - horizon  # imaging rows h frames before
     valid = earlier >= 0
+    history = np.full_like(y, np.nan)
+    history[valid] = tail[earlier[valid]]
     splits = {name: rows[valid[rows]] for name, rows in problem.splits.items()}
     return fit_and_score(history, y, splits, alphas)
 
