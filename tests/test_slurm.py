@@ -85,7 +85,7 @@ def test_gpu_jobs_land_in_the_gpu_partition_with_a_gpu(slurm, slurm_run):
         given = allocation(text)
         record = scheduler_record(given["SLURM_JOB_ID"], slurm.env)
         # logs/train/<model>/w5/fish1/seed0/h0/fold0.log: tinyllama and its twin are llm models
-        wants_gpu = "train" in log.parts and log.parents[3].name.startswith("tinyllama")
+        wants_gpu = "train" in log.parts and log.parents[4].name.startswith("tinyllama")
         if wants_gpu:
             assert record["Partition"] == "gpu", log
             assert record.get("TresPerJob") == "gres:gpu:1", (log, record)
