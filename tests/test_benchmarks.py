@@ -65,6 +65,10 @@ def test_split_windows_and_disk_by_hand():
     # leave 968: train floor(0.7 x 968) = 677 frames, val 774 - 677 = 97, test 194; windows of
     # 10 at stride 1: 668, 88 and 185.
     assert grid.split_windows(config, 1000, 10, 1.0) == [{"train": 668, "val": 88, "test": 185}]
+    # decoding up to 6 frames ahead drops the first 6 frames for every horizon: 1006 frames
+    # give the same 1000 target frames and the same gap
+    config["decoding"] = section("decoding", windows=[10], gap_frames=None, horizons=[0, 6])
+    assert grid.split_windows(config, 1006, 10, 1.0) == [{"train": 668, "val": 88, "test": 185}]
     config["decoding"] = section("decoding", windows=[10], gap_frames=5, folds=5)
     # 5 folds of 200 frames, val 100 frames, gap 5. Fold 0: test 0-199, val 205-304, train
     # 310-999 (690 frames); fold 2: test 400-599, val 295-394, train 0-289 and 605-999.

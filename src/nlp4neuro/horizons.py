@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from nlp4neuro.errors import InputFileError
-from nlp4neuro.metrics import POOLED, SUMMED, table_frame_rate_hz
-from nlp4neuro.null import fit_and_score
+from nlp4neuro.metrics import require_columns, table_frame_rate_hz
+from nlp4neuro.null import SEGMENTS, fit_and_score
 from nlp4neuro.problem import DecodingParams, build_problem
 
 METRIC = "r2"
@@ -35,9 +34,6 @@ HORIZON_COLUMNS: tuple[str, ...] = (
     "tail_history_r2_mean",
 )  # fmt: skip
 """Columns of `horizon_table` (results/evaluation/horizons.csv), in order."""
-
-SEGMENTS = (SUMMED, POOLED)
-"""The tail segments scored against horizon: those the null scores too."""
 
 _NULL_COLUMNS = ("fish", "window_frames", "horizon", "segment", "r2_null_p95")
 
@@ -54,10 +50,12 @@ def _history_fold(
     """Ridge from the tail `horizon` frames before each target frame to the target, on one
     fold's blocks (rows whose earlier frame precedes the recording are left out)."""
     problem = build_problem(dataset, window, params, fold, horizon)
-    y = np.asarray(problem.lagged(dataset)["tail"].values, dtype=np.float64)
+    lagged = problem.lagged(dataset)
+    y = np.asarray(lagged["tail"].values, dtype=np.float64)
     tail = np.asarray(dataset["tail"].values, dtype=np.float64)
-    first = dataset.sizes["time"] - params.neural_lag_frames - problem.n_frames
-    earlier = np.arange(problem.n_frames) + first - horizon  # imaging rows h frames before
+    # each target's row in the recording (the lagged dataset keeps the time coordinate)
+    targets = dataset.indexes["time"].get_indexer(lagged["time"].values)
+    earlier = targets - horizon
     valid = earlier >= 0
     history = np.full_like(y, np.nan)
     history[valid] = tail[earlier[valid]]
@@ -99,9 +97,7 @@ def tail_history_scores(
 def _scores(summary: pd.DataFrame) -> pd.DataFrame:
     """The test R² rows of `summary` on the segments the null scores, fish as text."""
     required = ["model", "kind", "fish", "horizon", "window_frames", "metric", "segment", "value"]
-    missing = [c for c in required if c not in summary.columns]
-    if missing:
-        raise InputFileError("<summary table>", f"columns {required}", f"{missing} missing")
+    require_columns(summary, required, "<summary table>")
     rows = summary[(summary["metric"] == METRIC) & summary["segment"].isin(SEGMENTS)]
     if "split" in rows.columns:
         rows = rows[rows["split"] == "test"]
@@ -113,9 +109,7 @@ def _with_null(scores: pd.DataFrame, null: pd.DataFrame | None) -> pd.DataFrame:
     """`scores` with each fish's null 95th percentile at its window, horizon and segment."""
     if null is None or null.empty:
         return scores.assign(r2_null_p95=np.nan)
-    missing = [c for c in _NULL_COLUMNS if c not in null.columns]
-    if missing:
-        raise InputFileError("<null table>", f"columns {list(_NULL_COLUMNS)}", f"{missing} missing")
+    require_columns(null, _NULL_COLUMNS, "<null table>")
     floor = null[list(_NULL_COLUMNS)].assign(fish=null["fish"].astype(str))
     return scores.merge(floor, on=["fish", "window_frames", "horizon", "segment"], how="left")
 
@@ -170,10 +164,6 @@ def _with_tail_history(table: pd.DataFrame, tail_history: pd.DataFrame | None) -
     keys = ["window_frames", "horizon", "segment"]
     if tail_history is None or tail_history.empty:
         return table.assign(tail_history_r2_mean=np.nan)
-    missing = [c for c in TAIL_HISTORY_COLUMNS if c not in tail_history.columns]
-    if missing:
-        raise InputFileError(
-            "<tail history table>", f"columns {list(TAIL_HISTORY_COLUMNS)}", f"{missing} missing"
-        )
+    require_columns(tail_history, TAIL_HISTORY_COLUMNS, "<tail history table>")
     means = tail_history.groupby(keys)["r2_tail_history"].mean().rename("tail_history_r2_mean")
     return table.merge(means.reset_index(), on=keys, how="left")

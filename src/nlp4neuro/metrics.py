@@ -573,7 +573,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
         many were NaN (a diverged fold; they are left out of the mean, so check this column
         before trusting a fish's value) and `n_folds` the folds per seed.
     """
-    _require_columns(
+    require_columns(
         table,
         ("model", "kind", "fish", "seed", "fold", "window_frames", "metric", "segment", "value"),
     )
@@ -649,7 +649,7 @@ def skill(table: pd.DataFrame, reference_model: str, metric: str = "rmse") -> pd
         metric = f"{metric}_skill_vs_{reference_model}" and the skill as `value`, so the result
         can be concatenated with `table` and passed to `summarise`.
     """
-    _require_columns(
+    require_columns(
         table, ("model", "fish", "seed", "fold", "window_frames", "metric", "segment", "value")
     )
     if metric not in ("rmse", "mae"):
@@ -687,12 +687,15 @@ def skill(table: pd.DataFrame, reference_model: str, metric: str = "rmse") -> pd
     return result.reset_index(drop=True)
 
 
-def _require_columns(table: pd.DataFrame, columns: Iterable[str]) -> None:
+def require_columns(
+    table: pd.DataFrame, columns: Iterable[str], where: str = "<metrics table>"
+) -> None:
+    """InputFileError naming `where` (the table's file or role) unless `table` has `columns`."""
     columns = list(columns)
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise InputFileError(
-            "<metrics table>", f"columns {columns}", f"{list(table.columns)} (missing {missing})"
+            where, f"columns {columns}", f"{list(table.columns)} (missing {missing})"
         )
 
 
@@ -750,7 +753,7 @@ def convergence_table(curves: pd.DataFrame, keys: Sequence[str], tolerance: floa
         `keys`, epochs_run, best_epoch, last_val_change ((last - previous) / previous val loss;
         negative is an improvement), status (`CONVERGENCE_STATUS`) and converged (bool).
     """
-    _require_columns(curves, [*keys, "epoch", "val_loss"])
+    require_columns(curves, [*keys, "epoch", "val_loss"])
     rows = []
     for run, curve in curves.groupby(list(keys), sort=True):
         run = run if isinstance(run, tuple) else (run,)

@@ -506,11 +506,8 @@ def plot_horizons(table: pd.DataFrame, out_stem: str | Path, segment: str = "sum
         raise InputFileError("<horizon table>", f"rows for segment '{segment}'", "none")
     windows = sorted(rows["window_frames"].unique())
     models = list(dict.fromkeys(rows["model"]))
-    rate = (
-        float(np.nanmedian(rows["horizon"] / rows["horizon_s"]))
-        if rows["horizon"].any()
-        else np.nan
-    )
+    ahead = rows[rows["horizon"] > 0]  # the frame rate from horizon / horizon_s
+    rate = float((ahead["horizon"] / ahead["horizon_s"]).median()) if len(ahead) else np.nan
     fig = Figure(figsize=(4.2 * len(windows) + 2.2, 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(windows), sharey=True))
     for ax, window in zip(axes, windows, strict=True):
